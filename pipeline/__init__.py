@@ -1,0 +1,1 @@
+"""Task-level MoE vs distillation: the library behind the DVC stages (no side effects at import)."""

