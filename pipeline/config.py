@@ -79,8 +79,12 @@ class ModelSpec:
 
 @dataclass
 class TrainConfig:
-    max_steps: int = 3000
-    batch_tokens: int = 4096  # target tokens per batch (length-bucketed)
+    max_steps: int = 3000  # steps of every model (after the warm start, if any)
+    # Sparse upcycling (Komatsuzaki et al. 2022): first train the dense model this many steps; every model
+    # then starts from that checkpoint (MoE layers get its FFN copied into each expert, fresh routers) and
+    # the learning-rate schedule continues where it stopped. 0 = the paper's from-scratch recipe.
+    warmstart_steps: int = 0
+    batch_tokens: int = 4096  # padded tokens per batch (length-bucketed)
     max_sentences: int = 256
     lr: float = 2e-3
     warmup_steps: int = 400
@@ -311,6 +315,7 @@ def validate(p: Params, source: str = "params.yaml") -> None:
 
     t = p.train
     need(t.max_steps > 0, "train.max_steps", f"must be > 0, got {t.max_steps}")
+    need(t.warmstart_steps >= 0, "train.warmstart_steps", f"must be >= 0, got {t.warmstart_steps}")
     need(t.batch_tokens > 0, "train.batch_tokens", f"must be > 0, got {t.batch_tokens}")
     need(t.max_sentences > 0, "train.max_sentences", "must be > 0")
     need(t.lr > 0, "train.lr", f"must be > 0, got {t.lr}")

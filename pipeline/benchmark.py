@@ -1,0 +1,164 @@
+"""Serving throughput (paper Sec 5): peak decoded tokens/s over a sweep of batch sizes, per deployable model.
+
+For each model, the network that serves the benchmark direction (the whole model, or the task's extracted
+sub-network) decodes the first `max_sentences` test sources of that direction in batches of each size; a
+batch size's figure is the median over `repeats` runs. Tokens are the generated target tokens (eos
+included, padding not). Resident parameters are those that must be in memory to serve that one direction.
+Peak memory is the accelerator's peak allocation on GPU, the process' peak RSS on CPU (process-wide, so an
+upper bound that only grows across models).
+
+The JSON written (`reports/benchmark.json`) has this shape, which the report reads:
+{"direction", "device", "beam_size", "sentences", "models": {name: {"peak_tokens_per_second",
+ "peak_sentences_per_second", "best_batch_size", "resident_params", "params_total",
+ "sweep": [{"batch_size", "tokens_per_second", "sentences_per_second", "peak_memory_mb", "seconds"}]}},
+ "ratios_vs_token_moe": {name: ratio of peak tokens/s}}
+"""
+
+from __future__ import annotations
+
+import logging
+import resource
+import statistics
+import time
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from pipeline.config import BenchmarkConfig, DecodeConfig
+
+log = logging.getLogger(__name__)
+
+
+def _device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+@torch.inference_mode()
+def decode_all(model, batches, src_lang_id: int, tgt_lang_id: int, beam_size: int,
+               decode_cfg: DecodeConfig, length_penalty: float) -> int:
+    """Decode every batch; return the number of generated tokens."""
+    from pipeline.decode import beam_search, greedy_search
+
+    generated = 0
+    for src in batches:
+        b = src.shape[0]
+        src_lang = torch.full((b,), src_lang_id, dtype=torch.long, device=src.device)
+        tgt_lang = torch.full((b,), tgt_lang_id, dtype=torch.long, device=src.device)
+        max_len = int(decode_cfg.max_len_a * src.shape[1] + decode_cfg.max_len_b)
+        if beam_size == 1:
+            outs = greedy_search(model, src, src_lang, tgt_lang, max_len)
+        else:
+            outs = beam_search(model, src, src_lang, tgt_lang, beam_size, length_penalty, max_len)
+        generated += sum(len(o) for o in outs)
+    return generated
+
+
+def _batches(ids: list[list[int]], batch_size: int, pad_id: int, device) -> list[torch.Tensor]:
+    out = []
+    for i in range(0, len(ids), batch_size):
+        chunk = ids[i : i + batch_size]
+        width = max(len(x) for x in chunk)
+        src = torch.full((len(chunk), width), pad_id, dtype=torch.long)
+        for j, x in enumerate(chunk):
+            src[j, : len(x)] = torch.tensor(x)
+        out.append(src.to(device))
+    return out
+
+
+def benchmark_model(model, vocab, sources: list[str], src_lang: str, tgt_lang: str,
+                    cfg: BenchmarkConfig, decode_cfg: DecodeConfig, device: torch.device) -> dict:
+    """Sweep batch sizes for one network; stop early when a size would exceed the memory budget."""
+    languages = list(model.cfg.languages)
+    ids = [vocab.encode_source(s, tgt_lang) for s in sources]
+    ids.sort(key=len)  # length-sorted, as a serving system batches
+    model = model.to(device).eval()
+    sweep = []
+    for batch_size in sorted(set(min(b, len(ids)) for b in cfg.batch_sizes)):
+        batches = _batches(ids, batch_size, vocab.pad_id, device)
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        try:
+            decode_all(model, batches[:1], languages.index(src_lang), languages.index(tgt_lang),
+                       cfg.beam_size, decode_cfg, decode_cfg.length_penalty)  # warm-up
+            times, tokens = [], 0
+            for _ in range(cfg.repeats):
+                _sync(device)
+                start = time.perf_counter()
+                tokens = decode_all(model, batches, languages.index(src_lang),
+                                    languages.index(tgt_lang), cfg.beam_size, decode_cfg,
+                                    decode_cfg.length_penalty)
+                _sync(device)
+                times.append(time.perf_counter() - start)
+        except torch.cuda.OutOfMemoryError:
+            log.warning("batch size %d ran out of memory; sweep stopped", batch_size)
+            break
+        seconds = statistics.median(times)
+        peak = _peak_memory_mb(device)
+        sweep.append({"batch_size": batch_size, "tokens_per_second": tokens / seconds,
+                      "sentences_per_second": len(ids) / seconds, "peak_memory_mb": peak,
+                      "seconds": seconds})
+        if peak > cfg.memory_budget_mb:
+            log.warning("batch size %d used %.0f MB > memory_budget_mb; sweep stopped", batch_size, peak)
+            break
+    best = max(sweep, key=lambda r: r["tokens_per_second"])
+    return {"peak_tokens_per_second": best["tokens_per_second"],
+            "peak_sentences_per_second": best["sentences_per_second"],
+            "best_batch_size": best["batch_size"], "sweep": sweep}
+
+
+def run_benchmark(models_dir: Path, names: list[str], corpus_dir: Path, cfg: BenchmarkConfig,
+                  decode_cfg: DecodeConfig) -> dict:
+    """Benchmark every deployable model in `names` on `cfg.direction`'s test sources."""
+    from pipeline.data.corpus import read_pairs
+    from pipeline.extract import load_deployable
+    from pipeline.train.api import load_vocab
+
+    device = _device()
+    vocab = load_vocab(corpus_dir)
+    src_lang, tgt_lang = cfg.direction.split("-")
+    pairs = read_pairs(Path(corpus_dir) / "test" / f"{cfg.direction}.tsv")[: cfg.max_sentences]
+    sources = [p.source for p in pairs]
+    result = {"direction": cfg.direction, "device": _device_name(device), "beam_size": cfg.beam_size,
+              "sentences": len(sources), "models": {}}
+    for name in tqdm(names, desc="benchmark", unit="model"):
+        deployable = load_deployable(Path(models_dir) / name)
+        model = deployable.model_for(src_lang, tgt_lang)
+        figures = benchmark_model(model, vocab, sources, src_lang, tgt_lang, cfg, decode_cfg, device)
+        figures["resident_params"] = sum(p.numel() for p in model.parameters())
+        figures["params_total"] = _total_params(deployable, model)
+        result["models"][name] = figures
+        model.to("cpu")
+    ref = result["models"].get("token_moe")
+    if ref:
+        result["ratios_vs_token_moe"] = {
+            name: m["peak_tokens_per_second"] / ref["peak_tokens_per_second"]
+            for name, m in result["models"].items()}
+    return result
+
+
+def _total_params(deployable, model) -> int:
+    for attr in ("params_total", "full_params", "total_params"):
+        value = getattr(deployable, attr, None)
+        if isinstance(value, int):
+            return value
+    return sum(p.numel() for p in model.parameters())
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    import platform
+
+    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"

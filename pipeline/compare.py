@@ -1,0 +1,291 @@
+"""Paired bootstrap comparison of the evaluated systems and the fraction of gains preserved.
+
+Kudugunta et al. 2021 (Sec 4.4, Table 2) say distillation keeps "32.25%" of the MoE's gain:
+(26.9 − 25.9) / (29.0 − 25.9), whose denominator is the *task-MoE*'s gain, not the distilled teacher's
+(token-MoE, (26.9 − 25.9) / (28.2 − 25.9) = 43.5%). DESIGN.md §3 defines, for approach A and reference R,
+
+    fraction(A, R) = (BLEU_A − BLEU_dense) / (BLEU_R − BLEU_dense)      (average BLEU over directions)
+
+and asks for both references, each with a confidence interval. How they are computed here:
+- Paired bootstrap over test sentences (Koehn 2004): per direction, the resample indices are drawn once
+  (seeded by `compare.seed` and the direction's name) and reused for every system, so each resample
+  compares all systems on the same sentences. A resample's average BLEU is the mean of its per-direction
+  corpus BLEUs, like the point estimate.
+- Corpus BLEU of a resample is computed from summed per-sentence sufficient statistics (hypothesis and
+  reference length, n-gram matches and totals per order) with sacrebleu's own formula, so the full
+  sample reproduces `BLEU.corpus_score` exactly.
+- Intervals are percentile intervals of the resampled values at `compare.confidence`.
+- p-value of a difference to dense: sacrebleu's paired-bs test (two-sided, the Moses script's
+  statistic: share of centred |resampled differences| at or above the observed |difference|, +1
+  smoothed; sacrebleu counts only those strictly above, which calls a system against itself significant);
+  `p_not_better` is Koehn's one-sided share of resamples where the system does not beat dense.
+- A fraction is `undefined` (with the reason) when its reference's gain over dense is ≤ 0 or its interval
+  includes 0: dividing by a gain that may be zero gives a number with no meaning.
+"""
+
+from __future__ import annotations
+
+import time
+import zlib
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from pipeline.config import CompareConfig
+from pipeline.errors import PipelineError
+from pipeline.evaluate import bleu_metric, direction_groups, read_corpus_meta, read_lines
+
+BASELINE = "dense"
+# The denominators of the fraction: label -> system. "teacher" is the distilled token-MoE.
+REFERENCES = {"teacher": "token_moe", "task_moe": "task_moe"}
+APPROACHES = ("student", "task_moe_sub")
+
+PAPER = {
+    "source": "Kudugunta et al. 2021, arXiv 2110.03742",
+    "table1": {
+        "what": "WMT, 30 directions, 32 experts, average BLEU",
+        "bleu": {"dense": 20.0, "token_moe": 22.6, "task_moe": 23.6, "sentence_moe": 19.9},
+        "task_moe_routing": "Token/Target: token routing in the encoder, target-language in the decoder",
+    },
+    "table2": {
+        "what": "distillation, 8 directions, average BLEU",
+        "bleu": {"dense": 25.9, "token_moe": 28.2, "task_moe": 29.0, "student": 26.9},
+        "fraction_student_vs_task_moe": (26.9 - 25.9) / (29.0 - 25.9),
+        "fraction_student_vs_teacher": (26.9 - 25.9) / (28.2 - 25.9),
+    },
+    "explanation": (
+        "The paper's 32.25% is (26.9 - 25.9) / (29.0 - 25.9): the student's gain over dense divided by "
+        "the task-MoE's gain, not by the gain of the token-MoE it was distilled from. Against its own "
+        "teacher the student keeps (26.9 - 25.9) / (28.2 - 25.9) = 43.5%."),
+    "throughput": {"token_moe_tokens_per_second": 1.3e5, "task_moe_tokens_per_second": 2.3e5,
+                   "ratio_32_experts": 1.87, "ratio_128_experts": 2.6},
+}
+
+
+# --------------------------------------------------------------------------------------------------
+# bootstrap machinery
+
+
+def sentence_stats(metric, hyps: Sequence[str], refs: Sequence[str]) -> np.ndarray:
+    """Per-sentence BLEU sufficient statistics, (N, 2 + 2 * max_order): hyp len, ref len,
+    matches per n-gram order, totals per order (sacrebleu's layout)."""
+    return np.asarray(metric._extract_corpus_statistics(list(hyps), [list(refs)]), dtype=np.int64)
+
+
+def bleu_from_stats(metric, summed: np.ndarray) -> float:
+    """Corpus BLEU from summed statistics, by sacrebleu's own formula."""
+    return metric._compute_score_from_stats([int(x) for x in summed]).score
+
+
+def resample_indices(n: int, resamples: int, seed: int, direction: str) -> np.ndarray:
+    """(R, n) sentence indices drawn with replacement; the same for every system of `direction`."""
+    rng = np.random.default_rng([seed, zlib.crc32(direction.encode("utf-8"))])
+    return rng.integers(0, n, size=(resamples, n))
+
+
+def counts_from_indices(indices: np.ndarray, n: int) -> np.ndarray:
+    """(R, n) how often each sentence occurs in each resample, so resampled sums are a matmul."""
+    resamples = indices.shape[0]
+    flat = (indices + np.arange(resamples)[:, None] * n).ravel()
+    return np.bincount(flat, minlength=resamples * n).reshape(resamples, n)
+
+
+def bootstrap_bleu(metric, stats: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Corpus BLEU of each resample: (R,)."""
+    sums = counts @ stats  # (R, n) @ (n, K) -> (R, K)
+    return np.array([bleu_from_stats(metric, row) for row in sums])
+
+
+def interval(values: np.ndarray, confidence: float) -> tuple[float, float]:
+    """Percentile interval of the finite values."""
+    values = values[np.isfinite(values)]
+    tail = 100 * (1 - confidence) / 2
+    low, high = np.percentile(values, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def paired_p_values(diff_resampled: np.ndarray, diff: float) -> tuple[float, float]:
+    """(two-sided p as sacrebleu's paired-bs, Koehn's one-sided share of resamples with diff <= 0)."""
+    magnitude = np.abs(diff_resampled)
+    centred = magnitude - magnitude.mean()
+    # `>=` where sacrebleu has `>`: ties count as extreme, so a system against itself gets p = 1
+    p_two_sided = (np.sum(centred >= abs(diff)) + 1) / (len(diff_resampled) + 1)
+    return float(p_two_sided), float(np.mean(diff_resampled <= 0))
+
+
+class Bootstrap:
+    """Actual and resampled BLEU of every system on every direction."""
+
+    def __init__(self, hyps: dict[str, dict[str, list[str]]], refs: dict[str, list[str]],
+                 resamples: int, seed: int):
+        self.directions = list(refs)
+        self.actual: dict[str, dict[str, float]] = {system: {} for system in hyps}
+        self.resampled: dict[str, dict[str, np.ndarray]] = {system: {} for system in hyps}
+        self.signatures: dict[str, str] = {}
+        for direction, references in refs.items():
+            metric = bleu_metric(direction.split("-")[1])
+            n = len(references)
+            counts = counts_from_indices(resample_indices(n, resamples, seed, direction), n)
+            for system, by_direction in hyps.items():
+                stats = sentence_stats(metric, by_direction[direction], references)
+                self.actual[system][direction] = bleu_from_stats(metric, stats.sum(axis=0))
+                self.resampled[system][direction] = bootstrap_bleu(metric, stats, counts)
+            self.signatures[direction] = metric.get_signature().format()
+
+    def score(self, system: str, members: Sequence[str]) -> tuple[float, np.ndarray]:
+        """Mean BLEU over `members` directions: the point estimate and its (R,) resamples."""
+        point = float(np.mean([self.actual[system][d] for d in members]))
+        return point, np.mean([self.resampled[system][d] for d in members], axis=0)
+
+
+# --------------------------------------------------------------------------------------------------
+# the quantities reported
+
+
+def system_score(bs: Bootstrap, system: str, members: Sequence[str], confidence: float) -> dict:
+    point, resampled = bs.score(system, members)
+    low, high = interval(resampled, confidence)
+    return {"bleu": point, "low": low, "high": high}
+
+
+def difference(bs: Bootstrap, system: str, baseline: str, members: Sequence[str],
+               confidence: float) -> dict:
+    (a, a_bs), (d, d_bs) = bs.score(system, members), bs.score(baseline, members)
+    diff_bs = a_bs - d_bs
+    low, high = interval(diff_bs, confidence)
+    p_value, p_not_better = paired_p_values(diff_bs, a - d)
+    return {"diff": a - d, "low": low, "high": high, "p_value": p_value,
+            "p_not_better": p_not_better, "significant": p_value < 1 - confidence}
+
+
+def gain_fraction(bs: Bootstrap, approach: str, reference: str, baseline: str,
+                  members: Sequence[str], confidence: float) -> dict:
+    """(approach − baseline) / (reference − baseline), with its interval, or why it is undefined."""
+    (a, a_bs), (r, r_bs), (d, d_bs) = (bs.score(s, members) for s in (approach, reference, baseline))
+    gain_bs = r_bs - d_bs
+    gain_low, gain_high = interval(gain_bs, confidence)
+    out = {"approach_gain": a - d, "reference_gain": r - d, "reference_gain_low": gain_low,
+           "reference_gain_high": gain_high, "value": None, "low": None, "high": None,
+           "undefined": None}
+    if r - d <= 0:
+        out["undefined"] = f"{reference} does not beat {baseline} ({r - d:+.2f} BLEU)"
+    elif gain_low <= 0:
+        out["undefined"] = (f"{reference}'s gain over {baseline} is not significant "
+                            f"({r - d:+.2f} BLEU, {confidence:.0%} CI [{gain_low:+.2f}, {gain_high:+.2f}])")
+    else:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            fraction_bs = (a_bs - d_bs) / gain_bs
+        low, high = interval(fraction_bs, confidence)
+        out.update(value=(a - d) / (r - d), low=low, high=high)
+    return out
+
+
+def per_scope(func, groups: dict[str, list[str]], directions: Sequence[str]) -> dict:
+    """`func(members)` for every non-empty group and every single direction."""
+    return {"groups": {g: func(m) for g, m in groups.items() if m},
+            "directions": {d: func([d]) for d in directions}}
+
+
+def compare_systems(hyps: dict[str, dict[str, list[str]]], refs: dict[str, list[str]],
+                    groups: dict[str, list[str]], cfg: CompareConfig, baseline: str = BASELINE) -> dict:
+    """The whole comparison from in-memory hypotheses (system -> direction -> lines) and references."""
+    if baseline not in hyps:
+        raise PipelineError(f"evaluate.models: the baseline {baseline!r} must be evaluated")
+    bs = Bootstrap(hyps, refs, cfg.bootstrap_resamples, cfg.seed)
+    conf, directions = cfg.confidence, bs.directions
+    systems = {s: per_scope(lambda m, s=s: system_score(bs, s, m, conf), groups, directions)
+               for s in hyps}
+    versus = {s: per_scope(lambda m, s=s: difference(bs, s, baseline, m, conf), groups, directions)
+              for s in hyps if s != baseline}
+    fractions = {}
+    for approach in (a for a in APPROACHES if a in hyps):
+        for label, reference in REFERENCES.items():
+            if reference not in hyps:
+                continue
+            fractions[f"{approach}_vs_{label}"] = {
+                "approach": approach, "reference": reference, "reference_label": label,
+                "definition": f"(BLEU_{approach} - BLEU_{baseline}) / (BLEU_{reference} - BLEU_{baseline})",
+                **per_scope(lambda m, a=approach, r=reference: gain_fraction(bs, a, r, baseline, m, conf),
+                            groups, directions)}
+    setup = {"baseline": baseline, "references": REFERENCES, "approaches": list(APPROACHES),
+             "systems": list(hyps), "directions": directions, "groups": groups,
+             "sentences": {d: len(r) for d, r in refs.items()}, "resamples": cfg.bootstrap_resamples,
+             "seed": cfg.seed, "confidence": conf, "signatures": bs.signatures,
+             "interval": "percentile", "p_value": "paired bootstrap, two-sided (sacrebleu paired-bs)"}
+    result = {"systems": systems, "vs_baseline": versus, "fractions": fractions}
+    return {**headline(result, baseline), "setup": setup, **result, "paper": PAPER}
+
+
+def headline(result: dict, baseline: str) -> dict:
+    """Flat top-level numbers for `dvc metrics show` (None where a system or a fraction is missing)."""
+    out = {f"bleu_{s}": v["groups"]["avg"]["bleu"] for s, v in result["systems"].items()}
+    for label, system in REFERENCES.items():
+        diff = result["vs_baseline"].get(system, {}).get("groups", {}).get("avg")
+        for key in ("diff", "low", "high", "p_value"):
+            suffix = "" if key == "diff" else f"_{key}"
+            out[f"{label}_gain{suffix}"] = diff[key] if diff else None
+    for approach in APPROACHES:
+        diff = result["vs_baseline"].get(approach, {}).get("groups", {}).get("avg")
+        out[f"{approach}_gain"] = diff["diff"] if diff else None
+        for label in REFERENCES:
+            frac = result["fractions"].get(f"{approach}_vs_{label}", {}).get("groups", {}).get("avg")
+            for key in ("value", "low", "high"):
+                suffix = "" if key == "value" else f"_{key}"
+                out[f"fraction_{approach}_vs_{label}{suffix}"] = frac[key] if frac else None
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# files
+
+
+def load_hypotheses(evaluations_dir: Path, systems: Sequence[str], directions: Sequence[str]
+                    ) -> dict[str, dict[str, list[str]]]:
+    hyps = {}
+    for system in systems:
+        folder = Path(evaluations_dir) / system
+        if not (folder / "hyps").is_dir():
+            raise PipelineError(f"{folder / 'hyps'}: no evaluation of {system!r} "
+                                f"(run `dvc repro evaluate@{system}`)")
+        hyps[system] = {d: read_lines(folder / "hyps" / f"{d}.txt") for d in directions}
+    return hyps
+
+
+def align(hyps: dict[str, dict[str, list[str]]], refs: dict[str, list[str]],
+          evaluations_dir: Path) -> dict[str, list[str]]:
+    """References cut to the hypotheses' length (evaluate.max_sentences keeps the first N pairs);
+    every system must have the same number of lines per direction."""
+    out = {}
+    for direction, references in refs.items():
+        counts = {s: len(h[direction]) for s, h in hyps.items()}
+        n = next(iter(counts.values()))
+        for system, count in counts.items():
+            if count != n or count > len(references) or count == 0:
+                raise PipelineError(
+                    f"{Path(evaluations_dir) / system / 'hyps' / (direction + '.txt')}: {count} lines, "
+                    f"expected {n} like the other systems (<= {len(references)} test pairs, > 0)")
+        out[direction] = references[:n]
+    return out
+
+
+def run_compare(evaluations_dir: str | Path, corpus_dir: str | Path, systems: Sequence[str],
+                cfg: CompareConfig, high_resource: Sequence[str] = ()) -> dict:
+    """Read every system's hypotheses and the test references, and compare them (see compare_systems).
+    `high_resource` is used only if the corpus's meta.json does not list the high-resource languages."""
+    from pipeline.data.corpus import load_split
+
+    start = time.perf_counter()
+    meta = read_corpus_meta(Path(corpus_dir))
+    directions = meta["directions"]
+    hyps = load_hypotheses(Path(evaluations_dir), systems, directions)
+    test = load_split(Path(corpus_dir), "test")
+    missing = [d for d in directions if d not in test]
+    if missing:
+        raise PipelineError(f"{Path(corpus_dir) / 'test'}: no test pairs for {', '.join(missing)}")
+    refs = align(hyps, {d: [p.target for p in test[d]] for d in directions}, Path(evaluations_dir))
+    high = meta.get("high_resource", list(high_resource))
+    result = compare_systems(hyps, refs, direction_groups(directions, meta["pivot"], high), cfg)
+    result["setup"].update(pivot=meta["pivot"], high_resource=high,
+                           wall_seconds=time.perf_counter() - start)
+    return result

@@ -1,0 +1,108 @@
+"""Distillation of the token-MoE teacher into a dense student (paper Sec 4.4).
+
+Sequence-level KD (Kim & Rush 2016), the paper's method: the teacher translates the source side of every
+training direction, and the student (the dense baseline's architecture, initialised from the teacher's
+non-expert weights) trains on those translations. Word-level KD (a KL term against the teacher's token
+distribution, `pipeline.train.losses.word_kd_loss`) is an option and can be combined with it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+
+from tqdm import tqdm
+
+from pipeline.config import DecodeConfig, Params, to_dict
+from pipeline.errors import PipelineError
+from pipeline.io import atomic_dir, read_json, write_json
+
+log = logging.getLogger(__name__)
+
+
+def _clean(text: str) -> str:
+    return " ".join(text.replace("\t", " ").split())
+
+
+def translate_training_sources(teacher_dir: Path, corpus_dir: Path, out_dir: Path,
+                               decode_cfg: DecodeConfig, sequence_level: bool = True) -> dict:
+    """Write `out_dir/train/<src>-<tgt>.tsv` with the teacher's translations as targets.
+
+    With `sequence_level` off the original targets are kept (word-level KD alone). Where the teacher's
+    translation comes out empty (an undertrained teacher stops at once), the reference is kept instead, so
+    no training pair is lost; `meta.json` counts these per direction and the report shows them.
+    """
+    from pipeline.data.corpus import load_split
+    from pipeline.decode import translate
+    from pipeline.model.checkpoint import load_checkpoint
+    from pipeline.train.api import load_vocab
+
+    teacher = load_checkpoint(teacher_dir).eval()
+    vocab = load_vocab(corpus_dir)
+    check_compatible(teacher, vocab, corpus_dir, what=str(teacher_dir))
+    train = load_split(corpus_dir, "train")
+    stats = {"teacher": str(teacher_dir), "sequence_level": sequence_level,
+             "decode": to_dict(decode_cfg), "directions": {}}
+    with atomic_dir(out_dir) as tmp:
+        (tmp / "train").mkdir()
+        for direction, pairs in tqdm(sorted(train.items()), desc="teacher translates", unit="dir"):
+            src_lang, tgt_lang = direction.split("-")
+            if sequence_level:
+                targets = translate(teacher, vocab, [p.source for p in pairs], src_lang, tgt_lang,
+                                    decode_cfg)
+            else:
+                targets = [p.target for p in pairs]
+            empty = 0
+            with (tmp / "train" / f"{direction}.tsv").open("w", encoding="utf-8") as handle:
+                for pair, target in zip(pairs, targets):
+                    if not _clean(target):
+                        target, empty = pair.target, empty + 1
+                    handle.write(f"{pair.id}\t{_clean(pair.source)}\t{_clean(target)}\n")
+            stats["directions"][direction] = {"pairs": len(pairs), "teacher": len(pairs) - empty,
+                                              "empty_kept_reference": empty}
+        write_json(tmp / "meta.json", stats)
+    return stats
+
+
+def check_compatible(teacher, vocab, corpus_dir: Path, what: str) -> None:
+    """The teacher must share the corpus' vocabulary and language ids."""
+    from pipeline.train.api import corpus_languages
+
+    if teacher.cfg.vocab_size != vocab.size:
+        raise PipelineError(f"{what}: vocabulary size {teacher.cfg.vocab_size} differs from the "
+                            f"corpus' {vocab.size} ({corpus_dir}/spm.model): retrain the teacher")
+    languages = corpus_languages(corpus_dir)
+    if list(teacher.cfg.languages) != languages:
+        raise PipelineError(f"{what}: languages {teacher.cfg.languages} differ from the corpus' "
+                            f"{languages}: retrain the teacher")
+
+
+def train_student(params: Params, teacher_dir: Path, corpus_dir: Path, distill_dir: Path,
+                  out_dir: Path, reports_dir: Path) -> dict:
+    """Train the dense student on the teacher's translations (and/or its token distributions)."""
+    from pipeline.data.corpus import load_split
+    from pipeline.model.checkpoint import load_checkpoint
+    from pipeline.model.surgery import copy_non_expert_weights
+    from pipeline.train.api import build_model, corpus_languages, finish, load_vocab, make_job
+    from pipeline.train.run import fit
+
+    dcfg = params.distill
+    teacher = load_checkpoint(teacher_dir).eval()
+    vocab = load_vocab(corpus_dir)
+    check_compatible(teacher, vocab, corpus_dir, what=str(teacher_dir))
+    languages = corpus_languages(corpus_dir)
+    student = build_model(params, "dense", vocab, languages)
+    if dcfg.student_init == "teacher":
+        copy_non_expert_weights(teacher, student, dcfg.ffn_init)
+    distill_meta = read_json(Path(distill_dir) / "meta.json")
+    train_pairs = load_split(distill_dir, "train")
+    job = make_job(params, "student", student, corpus_dir, out_dir, reports_dir, vocab, languages,
+                   train_pairs=train_pairs, teacher=teacher if dcfg.word_level.enabled else None,
+                   kd=dcfg.word_level, max_steps=dcfg.max_steps)
+    data_hash = hashlib.sha256(repr(sorted(distill_meta.items())).encode()).hexdigest()
+    job.fingerprint["distill_data"] = data_hash
+    job.meta = {"teacher": str(teacher_dir), "distill": to_dict(dcfg), "distill_data": distill_meta}
+    log.info("training the student (init=%s, ffn_init=%s, sequence_level=%s, word_level=%s)",
+             dcfg.student_init, dcfg.ffn_init, dcfg.sequence_level, dcfg.word_level.enabled)
+    return finish(job, fit(job), params)

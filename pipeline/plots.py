@@ -1,0 +1,124 @@
+"""The report's figures (matplotlib, Agg backend: no display needed).
+
+Each function takes plain data already read by `pipeline.report`, writes one PNG and returns True, or
+returns False (writing nothing) when its data are missing, so the report can say "not available".
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Optional
+
+DPI = 110
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> bool:
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI)
+    _pyplot().close(fig)
+    return True
+
+
+def quality_vs_cost(bleu: dict[str, dict], benchmark: Optional[dict], path: Path) -> bool:
+    """Average BLEU (with its bootstrap interval) against peak tokens/s and resident parameters.
+
+    `bleu`: model -> {"bleu", "low", "high"} (compare.json systems.<m>.groups.avg)."""
+    models = (benchmark or {}).get("models", {})
+    names = [n for n in bleu if n in models]
+    if not names:
+        return False
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, key, label in ((axes[0], "peak_tokens_per_second", "peak decoded tokens / s"),
+                           (axes[1], "resident_params", "parameters resident to serve one task")):
+        for name in names:
+            x = models[name].get(key)
+            if x is None:
+                continue
+            b = bleu[name]
+            ax.errorbar([x], [b["bleu"]], yerr=[[b["bleu"] - b["low"]], [b["high"] - b["bleu"]]],
+                        fmt="o", capsize=4)
+            ax.annotate(name, (x, b["bleu"]), textcoords="offset points", xytext=(5, 5))
+        ax.set_xlabel(label)
+        ax.set_ylabel("average BLEU")
+        ax.grid(alpha=0.3)
+    axes[0].set_title(f"quality vs throughput ({benchmark.get('direction', '?')})")
+    axes[1].set_title("quality vs memory to serve a task")
+    return _save(fig, path)
+
+
+def training_curves(curves: dict[str, list[dict]], path: Path) -> bool:
+    """Validation loss and BLEU against step, one line per model (rows of curves.csv)."""
+    keys = ("val_loss", "val_bleu")
+    series = {name: {k: [(r["step"], r[k]) for r in rows if r.get(k) is not None and "step" in r]
+                     for k in keys} for name, rows in curves.items()}
+    if not any(points for s in series.values() for points in s.values()):
+        return False
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, key in zip(axes, keys):
+        for name, by_key in series.items():
+            if by_key[key]:
+                steps, values = zip(*by_key[key])
+                ax.plot(steps, values, marker=".", label=name)
+        ax.set_xlabel("step")
+        ax.set_ylabel(key.replace("_", " "))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+    return _save(fig, path)
+
+
+def throughput_vs_batch(benchmark: Optional[dict], path: Path) -> bool:
+    """Decoded tokens/s against batch size for every benchmarked model."""
+    models = (benchmark or {}).get("models", {})
+    if not any(m.get("sweep") for m in models.values()):
+        return False
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, m in models.items():
+        sweep = sorted(m.get("sweep") or [], key=lambda r: r["batch_size"])
+        if sweep:
+            ax.plot([r["batch_size"] for r in sweep], [r["tokens_per_second"] for r in sweep],
+                    marker="o", label=name)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("batch size (sentences)")
+    ax.set_ylabel("decoded tokens / s")
+    ax.set_title(f"throughput sweep ({benchmark.get('direction', '?')}, {benchmark.get('device', '?')})")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    return _save(fig, path)
+
+
+def expert_usage(model: str, usage: dict[str, dict[str, list[float]]], path: Path) -> bool:
+    """One heatmap per MoE layer: rows target languages, columns experts, cell = routing share.
+
+    `usage`: {layer_name: {tgt_lang: [fraction per expert]}} (meta.json `expert_usage`)."""
+    layers = [(name, by_lang) for name, by_lang in usage.items() if by_lang]
+    if not layers:
+        return False
+    plt = _pyplot()
+    cols = min(4, len(layers))
+    rows = math.ceil(len(layers) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False)
+    for ax, (layer, by_lang) in zip(axes.flat, layers):
+        langs = list(by_lang)
+        image = ax.imshow([by_lang[lang] for lang in langs], aspect="auto", cmap="viridis",
+                          vmin=0, vmax=1)
+        ax.set_yticks(range(len(langs)), langs)
+        ax.set_xlabel("expert")
+        ax.set_title(layer, fontsize="small")
+        fig.colorbar(image, ax=ax, fraction=0.05)
+    for ax in list(axes.flat)[len(layers):]:
+        ax.axis("off")
+    fig.suptitle(f"{model}: share of routing to each expert, by target language")
+    return _save(fig, path)

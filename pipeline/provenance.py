@@ -1,0 +1,45 @@
+"""Where a result came from: the hardware a stage ran on, and the DVC hashes of data and checkpoints."""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+from pathlib import Path
+from typing import Optional
+
+log = logging.getLogger(__name__)
+
+
+def hardware() -> dict:
+    """Platform, CPU count, Python and torch versions, and the CUDA device if there is one."""
+    import torch
+
+    info = {"platform": platform.platform(), "python": platform.python_version(),
+            "cpu_count": os.cpu_count(), "torch": torch.__version__, "cuda": None}
+    if torch.cuda.is_available():
+        info["cuda"] = f"{torch.cuda.get_device_name(0)} (CUDA {torch.version.cuda})"
+    return info
+
+
+def read_lock(path: str | Path = "dvc.lock") -> Optional[dict]:
+    """dvc.lock as a dict, or None when it is missing or unreadable (the report says so)."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    import yaml
+
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        log.warning("ignoring %s: %s", path, exc)
+        return None
+
+
+def lock_hashes(lock: Optional[dict]) -> list[list[str]]:
+    """[stage, path, md5] of every output recorded in dvc.lock (`foreach` stages are `train@dense`)."""
+    rows = []
+    for stage, entry in ((lock or {}).get("stages") or {}).items():
+        for out in entry.get("outs") or []:
+            rows.append([stage, out.get("path", "?"), out.get("md5") or out.get("etag") or "n/a"])
+    return rows

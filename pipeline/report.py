@@ -1,0 +1,438 @@
+"""reports/report.md: the answer to "how much of the MoE gain survives distillation?", with its evidence.
+
+Only `compare.json` is required; every other input may be missing and is then reported as
+"not available". Inputs (paths as the report stage passes them):
+- `<reports>/compare.json` (pipeline.compare), `<reports>/evaluate/<model>/metrics.json` (pipeline.evaluate)
+- `<reports>/benchmark.json`, schema (the benchmark stage writes exactly this):
+    {"direction": "en-de",                   # the test set decoded
+     "device": "cpu" | "cuda:0 (NVIDIA H200)", "beam_size": 1, "sentences": 256, "repeats": 3,
+     "wall_seconds": float,
+     "models": {"<model>": {
+         "peak_tokens_per_second": float,    # max over the sweep: generated target tokens / s
+         "peak_sentences_per_second": float,
+         "best_batch_size": int,             # batch size (sentences) of the peak
+         "resident_params": int,             # parameters that must be in memory to serve `direction`
+         "params_total": int,                # all parameters of the deployable (every task)
+         "peak_memory_mb": float | null,     # max over the sweep (CUDA max allocated, or CPU max RSS)
+         "sweep": [{"batch_size": int, "tokens_per_second": float, "sentences_per_second": float,
+                    "peak_memory_mb": float | null, "seconds": float}]}}}
+- `<reports>/extract.json`, `<reports>/prepare/stats.json`: shown as tables, whatever their keys
+- `<reports>/train/<model>/metrics.json` and `curves.csv` (columns step, val_loss, val_bleu, ...)
+- `<models>/<model>/config.json` (routing), `<models>/<model>/meta.json` key `expert_usage`:
+  {layer_name: {tgt_lang: [share of routing per expert]}}
+- `<corpus>/meta.json`, `dvc.lock` (hashes of data and checkpoints)
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from pipeline import plots
+from pipeline.errors import PipelineError
+from pipeline.evaluate import GROUPS
+from pipeline.io import atomic_dir, atomic_file, read_json
+from pipeline.markdown import NA, count, json_tables, md_table, num, pct
+from pipeline.provenance import hardware, lock_hashes, read_lock
+
+log = logging.getLogger(__name__)
+
+TEACHER, SUB, STUDENT, BASELINE = "token_moe", "task_moe_sub", "student", "dense"
+DESCRIPTIONS = {"dense": "dense baseline", "token_moe": "token-level MoE (the distillation teacher)",
+                "task_moe": "task-level MoE", "task_moe_sub": "task-MoE sub-networks (extracted)",
+                "student": "dense student distilled from the teacher"}
+TRAIN_KEYS = ("params_total", "params_active_per_token", "steps", "tokens_per_second", "wall_seconds",
+              "val_loss", "best_val_loss", "val_bleu", "device")
+
+
+def group_label(group: str, pivot: str) -> str:
+    return {"avg": "average", "xx_to_pivot": f"xx→{pivot}", "pivot_to_xx": f"{pivot}→xx",
+            "high": "high-resource", "low": "low-resource"}.get(group, group)
+
+
+def bleu_ci(score: dict) -> str:
+    return f"{score['bleu']:.2f} [{score['low']:.2f}, {score['high']:.2f}]"
+
+
+def fraction_cell(frac: dict, short: bool = False) -> str:
+    if frac["value"] is None:
+        return "undefined" if short else f"undefined: {frac['undefined']}"
+    return f"{pct(frac['value'])} [{pct(frac['low'])}, {pct(frac['high'])}]"
+
+
+@dataclass
+class Inputs:
+    compare: dict
+    evaluations: dict[str, dict] = field(default_factory=dict)  # model -> evaluate metrics.json
+    benchmark: Optional[dict] = None
+    extract: Optional[dict] = None
+    prepare_stats: Optional[dict] = None
+    train: dict[str, dict] = field(default_factory=dict)  # model -> train metrics.json
+    curves: dict[str, list[dict]] = field(default_factory=dict)  # model -> curves.csv rows
+    model_configs: dict[str, dict] = field(default_factory=dict)
+    expert_usage: dict[str, dict] = field(default_factory=dict)
+    corpus_meta: Optional[dict] = None
+    lock: Optional[dict] = None
+
+    @property
+    def systems(self) -> list[str]:
+        return list(self.compare["systems"])
+
+    @property
+    def pivot(self) -> str:
+        return self.compare.get("setup", {}).get("pivot") or (self.corpus_meta or {}).get("pivot", "en")
+
+
+# --------------------------------------------------------------------------------------------------
+# reading
+
+
+def _optional_json(path: Path) -> Optional[Any]:
+    if not path.exists():
+        return None
+    try:
+        return read_json(path)
+    except PipelineError as exc:
+        log.warning("ignoring %s", exc)
+        return None
+
+
+def _read_curves(path: Path) -> list[dict]:
+    def value(text: str):
+        try:
+            return float(text)
+        except (TypeError, ValueError):
+            return None
+
+    with open(path, newline="", encoding="utf-8") as handle:
+        return [{k: value(v) for k, v in row.items()} for row in csv.DictReader(handle)]
+
+
+def load_inputs(reports_dir: str | Path, models_dir: str | Path, corpus_dir: str | Path,
+                lock_path: str | Path = "dvc.lock") -> Inputs:
+    reports, models = Path(reports_dir), Path(models_dir)
+    compare_path = reports / "compare.json"
+    if not compare_path.exists():
+        raise PipelineError(f"{compare_path}: file not found (run `dvc repro compare` first)")
+    inputs = Inputs(compare=read_json(compare_path))
+    names = set(inputs.systems)
+    names |= {p.name for p in (reports / "train").glob("*") if p.is_dir()}
+    for name in sorted(names):
+        found = {
+            "evaluations": _optional_json(reports / "evaluate" / name / "metrics.json"),
+            "train": _optional_json(reports / "train" / name / "metrics.json"),
+            "model_configs": _optional_json(models / name / "config.json"),
+            "expert_usage": (_optional_json(models / name / "meta.json") or {}).get("expert_usage"),
+        }
+        for attr, value in found.items():
+            if value:
+                getattr(inputs, attr)[name] = value
+        if (reports / "train" / name / "curves.csv").exists():
+            inputs.curves[name] = _read_curves(reports / "train" / name / "curves.csv")
+    inputs.benchmark = _optional_json(reports / "benchmark.json")
+    inputs.extract = _optional_json(reports / "extract.json")
+    inputs.prepare_stats = _optional_json(reports / "prepare" / "stats.json")
+    inputs.corpus_meta = _optional_json(Path(corpus_dir) / "meta.json")
+    inputs.lock = read_lock(Path(lock_path))
+    return inputs
+
+
+# --------------------------------------------------------------------------------------------------
+# the headline
+
+
+def _avg(section: dict, name: str) -> Optional[dict]:
+    return section.get(name, {}).get("groups", {}).get("avg")
+
+
+def headline(inputs: Inputs) -> str:
+    """One paragraph in plain words, every number from compare.json / benchmark.json."""
+    c, setup = inputs.compare, inputs.compare.get("setup", {})
+    conf = f"{setup.get('confidence', 0.95):.0%}"
+    n_dirs = len(setup.get("directions", []))
+    parts = []
+    teacher, dense = _avg(c["vs_baseline"], TEACHER), _avg(c["systems"], BASELINE)
+    if teacher:
+        verdict = ("not statistically significant" if not teacher["significant"]
+                   else "a significant gain" if teacher["diff"] > 0 else "a significant loss")
+        parts.append(
+            f"Averaged over {n_dirs} test directions, the token-MoE teacher scores "
+            f"{num(c['systems'][TEACHER]['groups']['avg']['bleu'])} BLEU against the dense baseline's "
+            f"{num(dense['bleu'])}: {teacher['diff']:+.2f} BLEU ({conf} CI [{teacher['low']:+.2f}, "
+            f"{teacher['high']:+.2f}], paired bootstrap p = {teacher['p_value']:.3g}), {verdict}.")
+    else:
+        parts.append("The token-MoE teacher was not evaluated, so its gain is not available.")
+    for approach, noun in ((STUDENT, "the distilled student"), (SUB, "the task-MoE sub-networks")):
+        own = _avg(c["fractions"], f"{approach}_vs_teacher")
+        paper_way = _avg(c["fractions"], f"{approach}_vs_task_moe")
+        if own is None and paper_way is None:
+            continue
+        parts.append(f"Share of the gain kept by {noun}: against the teacher’s gain, "
+                     f"{_fraction_words(own, conf)}; against the task-MoE’s gain (the paper’s "
+                     f"denominator), {_fraction_words(paper_way, conf)}.")
+    if c["fractions"]:
+        parts.append("The paper's 32.25% divides the student's gain by the task-MoE's gain; against its "
+                     "own teacher the paper's numbers give 43.5%.")
+    parts.append(_throughput_words(inputs.benchmark))
+    return " ".join(parts)
+
+
+def _fraction_words(frac: Optional[dict], conf: str) -> str:
+    if frac is None:
+        return "not available"
+    if frac["value"] is None:
+        return f"undefined ({frac['undefined']})"
+    return f"{pct(frac['value'])} ({conf} CI [{pct(frac['low'])}, {pct(frac['high'])}])"
+
+
+def _throughput_words(benchmark: Optional[dict]) -> str:
+    models = (benchmark or {}).get("models", {})
+    base = models.get(TEACHER, {}).get("peak_tokens_per_second")
+    if not base:
+        return "Throughput: not available (no benchmark of token_moe in reports/benchmark.json)."
+    ratios = [f"{name} {m['peak_tokens_per_second'] / base:.2f}x" for name, m in models.items()
+              if name in (SUB, STUDENT, BASELINE) and m.get("peak_tokens_per_second")]
+    return (f"At peak decoding throughput on {benchmark.get('direction', '?')} "
+            f"({benchmark.get('device', '?')}), relative to token_moe's {num(base, 0)} tokens/s: "
+            f"{', '.join(ratios) or 'no other model benchmarked'} (paper: task-MoE 1.87x at 32 experts).")
+
+
+# --------------------------------------------------------------------------------------------------
+# sections
+
+
+def bleu_section(inputs: Inputs) -> str:
+    c, pivot = inputs.compare, inputs.pivot
+    groups = [g for g in GROUPS if g in next(iter(c["systems"].values()))["groups"]]
+    rows = [[name, _routing(inputs, name)] + [bleu_ci(c["systems"][name]["groups"][g]) for g in groups]
+            for name in inputs.systems]
+    conf = f"{c.get('setup', {}).get('confidence', 0.95):.0%}"
+    text = [f"## BLEU per model\n\nSacreBLEU corpus BLEU averaged over directions, [{conf} paired "
+            "bootstrap interval].\n",
+            md_table(["model", "routing (enc/dec)"] + [group_label(g, pivot) for g in groups], rows)]
+    directions = c.get("setup", {}).get("directions") or list(
+        next(iter(c["systems"].values()))["directions"])
+    per_dir = []
+    for d in directions:
+        cells = []
+        for name in inputs.systems:
+            chrf = inputs.evaluations.get(name, {}).get("directions", {}).get(d, {}).get("chrf")
+            cells.append(f"{num(c['systems'][name]['directions'][d]['bleu'])} / {num(chrf)}")
+        per_dir.append([d] + cells)
+    text += ["\n### Per direction: BLEU / chrF\n",
+             md_table(["direction"] + inputs.systems, per_dir)]
+    return "\n".join(text)
+
+
+def _routing(inputs: Inputs, name: str) -> str:
+    cfg = inputs.model_configs.get(name)
+    if cfg and "encoder_routing" in cfg:
+        return f"{cfg['encoder_routing']}/{cfg.get('decoder_routing', '?')}"
+    return DESCRIPTIONS.get(name, NA)
+
+
+def gains_section(inputs: Inputs) -> str:
+    c, pivot = inputs.compare, inputs.pivot
+    conf = c.get("setup", {}).get("confidence", 0.95)
+    groups = [g for g in GROUPS if g != "avg"]
+    rows = []
+    for name, v in c["vs_baseline"].items():
+        avg = v["groups"]["avg"]
+        rows.append([name, f"{avg['diff']:+.2f} [{avg['low']:+.2f}, {avg['high']:+.2f}]",
+                     f"{avg['p_value']:.3g}", "yes" if avg["significant"] else "no"]
+                    + [f"{v['groups'][g]['diff']:+.2f}" if g in v["groups"] else NA for g in groups])
+    out = [f"## Gains over dense and the fraction of gains preserved\n\nDifference to "
+           f"{c.get('setup', {}).get('baseline', BASELINE)} in average BLEU, paired bootstrap; "
+           f"significant = two-sided p < {1 - conf:.2f}.\n",
+           md_table(["model", "Δ BLEU avg [CI]", "p", "significant"]
+                    + [f"Δ {group_label(g, pivot)}" for g in groups], rows)]
+    if not c["fractions"]:
+        out.append("\nFractions of gains preserved: not available (student / task_moe_sub or the "
+                   "reference systems were not evaluated).")
+        return "\n".join(out)
+    frac_groups = [g for g in GROUPS if g in next(iter(c["fractions"].values()))["groups"]]
+    rows = [[key, f"`{f['definition']}`"] + [fraction_cell(f["groups"][g]) for g in frac_groups]
+            for key, f in c["fractions"].items()]
+    out += ["\nFraction of gains preserved, `(A − dense) / (R − dense)`, with percentile intervals "
+            "from the same resamples. *Undefined* when R's gain over dense is not significantly > 0.\n",
+            md_table(["fraction", "definition"] + [group_label(g, pivot) for g in frac_groups], rows)]
+    directions = list(next(iter(c["fractions"].values()))["directions"])
+    rows = [[d] + [fraction_cell(f["directions"][d], short=True) for f in c["fractions"].values()]
+            for d in directions]
+    out += ["\n### Fractions per direction\n", md_table(["direction"] + list(c["fractions"]), rows)]
+    return "\n".join(out)
+
+
+def paper_section(inputs: Inputs) -> str:
+    c = inputs.compare
+    paper = c.get("paper", {})
+    t1, t2 = paper.get("table1", {}).get("bleu", {}), paper.get("table2", {}).get("bleu", {})
+    ours = {name: v["groups"]["avg"]["bleu"] for name, v in c["systems"].items()}
+    names = list(dict.fromkeys([*t1, *t2, *ours]))
+    rows = [[n, num(t1.get(n)), num(t2.get(n)), num(ours.get(n))] for n in names]
+    for key, label in (("fraction_student_vs_task_moe", "student fraction, task-MoE denominator "
+                                                        "(the paper prints 32.25%)"),
+                       ("fraction_student_vs_teacher", "student fraction, teacher denominator")):
+        ours_value = c.get(key)
+        rows.append([label, NA, pct(paper.get("table2", {}).get(key), 2),
+                     pct(ours_value, 2) if ours_value is not None else "undefined / not available"])
+    n_dirs = len(c.get("setup", {}).get("directions", []))
+    return "\n".join([
+        "## The paper's numbers beside ours\n",
+        md_table(["system", "paper Table 1 (30 dir.)", "paper Table 2 (8 dir.)",
+                  f"this run ({n_dirs} dir.)"], rows),
+        f"\n{paper.get('explanation', '')} Our corpus, model size and training budget are far smaller "
+        "than the paper's, so absolute BLEU is not comparable; the fractions (ratios of gains) are the "
+        "quantities to set side by side, read with their intervals."])
+
+
+def throughput_section(inputs: Inputs) -> str:
+    b = inputs.benchmark
+    if not b or not b.get("models"):
+        return "## Serving cost\n\nnot available (reports/benchmark.json missing)"
+    base = b["models"].get(TEACHER, {}).get("peak_tokens_per_second")
+    rows = [[name, num(m.get("peak_tokens_per_second"), 0), num(m.get("peak_sentences_per_second"), 1),
+             str(m.get("best_batch_size", NA)), count(m.get("resident_params")), count(m.get("params_total")),
+             num(_peak_memory(m), 0),
+             f"{m['peak_tokens_per_second'] / base:.2f}x" if base and m.get("peak_tokens_per_second") else NA]
+            for name, m in b["models"].items()]
+    return "\n".join([
+        f"## Serving cost\n\nDecoding `{b.get('direction', '?')}` on {b.get('device', '?')}, beam "
+        f"{b.get('beam_size', '?')}, {b.get('sentences', '?')} sentences; peak over batch sizes.\n",
+        md_table(["model", "peak tokens/s", "peak sentences/s", "best batch", "resident params (one task)",
+                  "params total", "peak memory MB", "tokens/s vs token_moe"], rows)])
+
+
+def _peak_memory(model: dict) -> Optional[float]:
+    """Top-level peak_memory_mb, else the largest of the sweep's."""
+    if model.get("peak_memory_mb") is not None:
+        return model["peak_memory_mb"]
+    values = [r["peak_memory_mb"] for r in model.get("sweep") or [] if r.get("peak_memory_mb") is not None]
+    return max(values) if values else None
+
+
+def data_section(inputs: Inputs) -> str:
+    meta, setup = inputs.corpus_meta or {}, inputs.compare.get("setup", {})
+    lines = ["## Data\n",
+             f"- languages: {', '.join(meta.get('languages', [])) or NA}; pivot {inputs.pivot}; "
+             f"high-resource: {', '.join(setup.get('high_resource') or meta.get('high_resource', [])) or NA}",
+             f"- test sentences per direction: "
+             f"{', '.join(f'{d} {n}' for d, n in setup.get('sentences', {}).items()) or NA}"]
+    lines += ["\n### Corpus statistics (reports/prepare/stats.json)\n", json_tables(inputs.prepare_stats)]
+    return "\n".join(lines)
+
+
+def training_section(inputs: Inputs) -> str:
+    if not inputs.train:
+        return "## Training\n\nnot available (no reports/train/*/metrics.json)"
+    keys = [k for k in TRAIN_KEYS if any(k in m for m in inputs.train.values())]
+    rows = [[name] + [_train_cell(k, m.get(k)) for k in keys] for name, m in inputs.train.items()]
+    return "## Training\n\n" + md_table(["model"] + keys, rows)
+
+
+def _train_cell(key: str, value) -> str:
+    if isinstance(value, str):
+        return value
+    if key.startswith("params"):
+        return count(value)
+    return num(value, 0 if key in ("steps", "tokens_per_second", "wall_seconds") else 3)
+
+
+# --------------------------------------------------------------------------------------------------
+# provenance
+
+
+def wall_times(inputs: Inputs) -> list[list[str]]:
+    rows = [[f"train {n}", num(m.get("wall_seconds"), 0)] for n, m in inputs.train.items()]
+    rows += [[f"evaluate {n}", num(m.get("wall_seconds"), 0)] for n, m in inputs.evaluations.items()]
+    rows.append(["compare", num(inputs.compare.get("setup", {}).get("wall_seconds"), 0)])
+    rows.append(["benchmark", num((inputs.benchmark or {}).get("wall_seconds"), 0)])
+    return rows
+
+
+def provenance_section(inputs: Inputs, commit: str, params: Optional[dict]) -> str:
+    import yaml
+
+    setup = inputs.compare.get("setup", {})
+    chrf = next((d.get("chrf_signature") for m in inputs.evaluations.values()
+                 for d in m.get("directions", {}).values()), None)
+    signatures = [[d, sig] for d, sig in setup.get("signatures", {}).items()]
+    hashes = lock_hashes(inputs.lock)
+    hw = hardware()
+    out = ["## Provenance\n", f"- code: git commit `{commit}`",
+           f"- bootstrap: {setup.get('resamples', NA)} resamples, seed {setup.get('seed', NA)}, "
+           f"{setup.get('interval', 'percentile')} intervals; p-value: {setup.get('p_value', NA)}",
+           f"- hardware of this report stage: {hw['platform']}, {hw['cpu_count']} CPUs, Python "
+           f"{hw['python']}, torch {hw['torch']}, GPU: {hw['cuda'] or 'none'}",
+           f"- benchmark device: {(inputs.benchmark or {}).get('device', NA)}",
+           f"- chrF signature: `{chrf or NA}`",
+           "\n### SacreBLEU signatures (BLEU)\n",
+           md_table(["direction", "signature"], signatures) if signatures else NA,
+           "\n### Data and checkpoint hashes (dvc.lock)\n",
+           md_table(["stage", "output", "md5"], hashes) if hashes else "not available (no dvc.lock)",
+           "\n### Wall time per stage (seconds)\n", md_table(["stage", "seconds"], wall_times(inputs)),
+           "\n### Parameters\n"]
+    if params is None:
+        out.append(NA)
+    else:
+        out.append("```yaml\n" + yaml.safe_dump(params, sort_keys=False).rstrip() + "\n```")
+    return "\n".join(out)
+
+
+# --------------------------------------------------------------------------------------------------
+# plots and the whole document
+
+
+def make_plots(inputs: Inputs, plots_dir: Path) -> dict[str, Optional[str]]:
+    """Write every figure whose data exist; returns {title: file name, or None if not drawn}."""
+    avg = {name: v["groups"]["avg"] for name, v in inputs.compare["systems"].items()}
+    jobs = [("Quality vs serving cost", "quality_vs_cost.png",
+             lambda p: plots.quality_vs_cost(avg, inputs.benchmark, p)),
+            ("Training curves", "training_curves.png", lambda p: plots.training_curves(inputs.curves, p)),
+            ("Throughput vs batch size", "throughput_vs_batch.png",
+             lambda p: plots.throughput_vs_batch(inputs.benchmark, p))]
+    jobs += [(f"Expert usage by target language: {name}", f"expert_usage_{name}.png",
+              lambda p, n=name, u=usage: plots.expert_usage(n, u, p))
+             for name, usage in inputs.expert_usage.items()]
+    if not inputs.expert_usage:  # meta.json without `expert_usage`, or no models folder
+        jobs.append(("Expert usage by target language", "expert_usage.png", lambda p: False))
+    return {title: filename if draw(plots_dir / filename) else None for title, filename, draw in jobs}
+
+
+def plots_section(made: dict[str, Optional[str]], link_dir: str) -> str:
+    out = ["## Figures\n"]
+    for title, filename in made.items():
+        out.append(f"### {title}\n\n![{title}]({link_dir}/{filename})\n" if filename
+                   else f"### {title}\n\nnot available\n")
+    return "\n".join(out)
+
+
+def render(inputs: Inputs, commit: str, params: Optional[dict], made: dict[str, Optional[str]],
+           link_dir: str = "plots") -> str:
+    sections = [
+        "# Beyond distillation, audited: how much of the MoE gain survives?\n",
+        "## Answer\n\n" + headline(inputs),
+        bleu_section(inputs), gains_section(inputs), paper_section(inputs), throughput_section(inputs),
+        "## Extraction check (reports/extract.json)\n\n" + json_tables(inputs.extract),
+        training_section(inputs), data_section(inputs), plots_section(made, link_dir),
+        provenance_section(inputs, commit, params)]
+    return "\n\n".join(sections) + "\n"
+
+
+def write_report(reports_dir: str | Path, models_dir: str | Path, corpus_dir: str | Path,
+                 out: str | Path, plots_dir: str | Path, commit: str = "unknown",
+                 params: Optional[dict] = None, lock_path: str | Path = "dvc.lock") -> str:
+    """Read the inputs, draw the figures into `plots_dir`, write the Markdown to `out`; return it."""
+    inputs = load_inputs(reports_dir, models_dir, corpus_dir, lock_path)
+    out, plots_dir = Path(out), Path(plots_dir)
+    with atomic_dir(plots_dir) as tmp:
+        made = make_plots(inputs, tmp)
+    link_dir = Path(os.path.relpath(plots_dir.resolve(), out.parent.resolve())).as_posix()
+    text = render(inputs, commit, params, made, link_dir)
+    with atomic_file(out) as handle:
+        handle.write(text)
+    return text

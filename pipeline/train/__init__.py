@@ -1,0 +1,1 @@
+"""Training: batches, losses, the LightningModule, and the fit loop with resume."""

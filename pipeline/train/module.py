@@ -1,0 +1,122 @@
+"""The LightningModule: one shared step around a `Seq2Seq` for training, validation and distillation."""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, Optional
+
+import lightning as L
+import torch
+
+from pipeline.config import TrainConfig, WordKDConfig
+from pipeline.model.moe import is_expert_parameter
+from pipeline.train.batching import Batch
+from pipeline.train.losses import inverse_sqrt_schedule, token_cross_entropy, word_kd_loss
+
+
+class TranslationModule(L.LightningModule):
+    """Trains `model` on label-smoothed cross-entropy + the MoE auxiliary losses.
+
+    With a `teacher` and `kd.enabled`, the loss mixes in word-level distillation:
+    (1 - w) * CE + w * KL(teacher || student) at temperature `kd.temperature`.
+    `bleu_fn(model) -> float` (greedy BLEU on a validation subset) runs after each validation.
+    """
+
+    def __init__(self, model: torch.nn.Module, cfg: TrainConfig, pad_id: int,
+                 expert_lr_scale: float = 1.0, teacher: Optional[torch.nn.Module] = None,
+                 kd: Optional[WordKDConfig] = None,
+                 bleu_fn: Optional[Callable[[torch.nn.Module], float]] = None,
+                 schedule_offset: int = 0):
+        super().__init__()
+        self.model = model
+        self.cfg = cfg
+        self.pad_id = pad_id
+        self.expert_lr_scale = expert_lr_scale
+        self.teacher = teacher
+        self.kd = kd if (kd is not None and kd.enabled and teacher is not None) else None
+        if self.teacher is not None:
+            self.teacher.eval().requires_grad_(False)
+        self.bleu_fn = bleu_fn
+        self.schedule_offset = schedule_offset
+        self._val_sums = [0.0, 0]
+        self._tokens_seen = 0
+        self._train_time = 0.0
+        self._step_start: Optional[float] = None
+
+    # -- the shared step ---------------------------------------------------------------------------
+    def _shared_step(self, batch: Batch, stage: str) -> torch.Tensor:
+        out = self.model(batch.src, batch.tgt_in, batch.src_lang, batch.tgt_lang)
+        smoothing = self.cfg.label_smoothing if stage == "train" else 0.0
+        ce_sum, n_tokens = token_cross_entropy(out.logits, batch.tgt_out, self.pad_id, smoothing)
+        ce = ce_sum / n_tokens.clamp_min(1)
+        if stage != "train":
+            self._val_sums[0] += float(ce_sum)
+            self._val_sums[1] += int(n_tokens)
+            return ce
+        loss = ce
+        if self.kd is not None:
+            with torch.no_grad():
+                teacher_logits = self.teacher(batch.src, batch.tgt_in, batch.src_lang,
+                                              batch.tgt_lang).logits
+            kd = word_kd_loss(out.logits, teacher_logits, batch.tgt_out, self.pad_id,
+                              self.kd.temperature)
+            loss = (1 - self.kd.weight) * ce + self.kd.weight * kd
+            self.log("train_kd", kd.detach(), batch_size=batch.src.shape[0])
+        loss = loss + out.aux_loss
+        bsz = batch.src.shape[0]
+        self.log("train_loss", ce.detach(), prog_bar=True, batch_size=bsz)
+        self.log("train_aux", torch.as_tensor(out.aux_loss).detach().float(), batch_size=bsz)
+        self._tokens_seen += int(n_tokens) + int((batch.src != self.pad_id).sum())
+        return loss
+
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        return self._shared_step(batch, "train")
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        self._shared_step(batch, "val")
+
+    def on_validation_epoch_start(self) -> None:
+        self._val_sums = [0.0, 0]
+
+    def on_validation_epoch_end(self) -> None:
+        total, count = self._val_sums
+        if count:
+            self.log("val_loss", total / count, prog_bar=True, sync_dist=True)
+        if self.bleu_fn is not None and not self.trainer.sanity_checking:
+            self.log("val_bleu", float(self.bleu_fn(self.model)), prog_bar=True)
+
+    # -- throughput --------------------------------------------------------------------------------
+    def on_train_batch_start(self, batch, batch_idx) -> None:
+        self._step_start = time.perf_counter()
+
+    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+        if self._step_start is not None:
+            self._train_time += time.perf_counter() - self._step_start
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self._tokens_seen / self._train_time if self._train_time else 0.0
+
+    # -- optimisation ------------------------------------------------------------------------------
+    def configure_optimizers(self):
+        experts, rest = [], []
+        for name, p in self.model.named_parameters():
+            if p.requires_grad:
+                (experts if is_expert_parameter(name) else rest).append(p)
+        groups = [{"params": rest, "lr": self.cfg.lr}]
+        if experts:
+            groups.append({"params": experts, "lr": self.cfg.lr * self.expert_lr_scale})
+        optimizer = torch.optim.AdamW(groups, lr=self.cfg.lr, betas=tuple(self.cfg.adam_betas),
+                                      weight_decay=self.cfg.weight_decay)
+        warmup, offset = self.cfg.warmup_steps, self.schedule_offset
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: inverse_sqrt_schedule(step + offset, warmup))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def state_dict(self, *args, **kwargs):
+        # the teacher is frozen and rebuilt from its own checkpoint: keep it out of resume files
+        state = super().state_dict(*args, **kwargs)
+        return {k: v for k, v in state.items() if not k.startswith("teacher.")}
+
+    def load_state_dict(self, state_dict, strict: bool = True, **kwargs):
+        return super().load_state_dict(state_dict, strict=False if self.teacher is not None else strict)

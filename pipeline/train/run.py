@@ -1,0 +1,228 @@
+"""Fit one model with Lightning: data streams, checkpoints, resume, curves and the metrics a stage writes.
+
+Resume: Lightning's `last.ckpt` and a fingerprint of the settings live in `.resume/<name>/` (ignored by git
+and DVC, outside the stage's outputs, which DVC deletes before a run). When `dvc repro` reruns an
+interrupted stage with the same settings, training continues from that checkpoint, and the batch stream
+skips the batches already seen; with other settings it starts over.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+
+from pipeline.config import DecodeConfig, TrainConfig, WordKDConfig
+from pipeline.data.sampling import temperature_probs
+from pipeline.train.batching import Example, MixedBatchStream, fixed_batches
+from pipeline.train.module import TranslationModule
+
+log = logging.getLogger(__name__)
+CURVE_FIELDS = ["step", "train_loss", "val_loss", "val_bleu", "lr"]
+
+
+@dataclass
+class TrainJob:
+    """Everything one training run needs; the stage fills it, `fit` runs it."""
+
+    name: str
+    model: torch.nn.Module
+    cfg: TrainConfig
+    vocab: Any
+    languages: list[str]
+    train_examples: dict[str, list[Example]]
+    valid_examples: dict[str, list[Example]]
+    valid_pairs: dict[str, list]  # raw validation pairs per direction, for the quick BLEU
+    temperature: float
+    out_dir: Path
+    reports_dir: Path
+    resume_dir: Path
+    fingerprint: dict = field(default_factory=dict)  # settings that must match to resume
+    expert_lr_scale: float = 1.0
+    teacher: Optional[torch.nn.Module] = None
+    kd: Optional[WordKDConfig] = None
+    max_steps: Optional[int] = None  # overrides cfg.max_steps
+    schedule_offset: int = 0  # steps already taken by a warm start: the lr schedule continues from there
+    meta: dict = field(default_factory=dict)  # extra provenance for train_meta.json
+
+
+class _TransferBatch(TranslationModule):
+    def transfer_batch_to_device(self, batch, device, dataloader_idx):
+        return batch.to(device)
+
+
+class CurveWriter(Callback):
+    """Appends (step, train_loss, val_loss, val_bleu, lr) rows to a CSV as training goes."""
+
+    def __init__(self, path: Path, every: int = 10, start_step: int = 0):
+        self.path, self.every = path, every
+        if path.exists():  # keep the rows of the run being resumed, drop any past its checkpoint
+            rows = [r for r in _read_curves(path) if int(r["step"]) <= start_step]
+            _write_curves(path, rows)
+
+    def _append(self, trainer, **values) -> None:
+        new = not self.path.exists()
+        with self.path.open("a", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=CURVE_FIELDS)
+            if new:
+                writer.writeheader()
+            lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else ""
+            writer.writerow({"step": trainer.global_step, "lr": lr, **values})
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step % self.every == 0 and "train_loss" in trainer.callback_metrics:
+            self._append(trainer, train_loss=float(trainer.callback_metrics["train_loss"]))
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if trainer.sanity_checking or "val_loss" not in trainer.callback_metrics:
+            return
+        metrics = trainer.callback_metrics
+        bleu = float(metrics["val_bleu"]) if "val_bleu" in metrics else ""
+        self._append(trainer, val_loss=float(metrics["val_loss"]), val_bleu=bleu)
+
+
+def _read_curves(path: Path) -> list[dict]:
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _write_curves(path: Path, rows: list[dict]) -> None:
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=CURVE_FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def quick_bleu_fn(vocab, valid_pairs: dict[str, list], sentences: int):
+    """Greedy BLEU averaged over directions on the first `sentences` validation pairs of each."""
+    import sacrebleu
+
+    from pipeline.decode import translate
+
+    greedy = DecodeConfig(beam_size=1)
+
+    def bleu(model: torch.nn.Module) -> float:
+        was_training = model.training
+        model.eval()
+        scores = []
+        for direction, pairs in sorted(valid_pairs.items()):
+            src_lang, tgt_lang = direction.split("-")
+            chosen = pairs[:sentences]
+            hyps = translate(model, vocab, [p.source for p in chosen], src_lang, tgt_lang, greedy)
+            scores.append(sacrebleu.corpus_bleu(hyps, [[p.target for p in chosen]]).score)
+        model.train(was_training)
+        return sum(scores) / len(scores)
+
+    return bleu
+
+
+def _resume_checkpoint(job: TrainJob) -> tuple[Optional[Path], int]:
+    """(checkpoint to resume from, its global step), or (None, 0) to start over."""
+    last, stamp = job.resume_dir / "last.ckpt", job.resume_dir / "fingerprint.json"
+    if last.exists() and stamp.exists():
+        if json.loads(stamp.read_text()) == job.fingerprint:
+            try:
+                step = int(torch.load(last, map_location="cpu", weights_only=False)["global_step"])
+            except Exception as exc:  # a checkpoint cut short by the interruption itself
+                log.warning("cannot resume from %s (%s); starting over", last, exc)
+                step = None
+            if step is not None and step <= (job.max_steps or job.cfg.max_steps):
+                log.info("resuming %s from %s at step %d", job.name, last, step)
+                return last, step
+    shutil.rmtree(job.resume_dir, ignore_errors=True)
+    job.resume_dir.mkdir(parents=True)
+    stamp.write_text(json.dumps(job.fingerprint, sort_keys=True))
+    return None, 0
+
+
+def fit(job: TrainJob) -> dict:
+    """Train, then return the metrics dict; the trained weights (best validation loss) stay in job.model."""
+    cfg = job.cfg
+    max_steps = job.max_steps or cfg.max_steps
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    ckpt_path, start_step = _resume_checkpoint(job)
+
+    sizes = {d: len(ex) for d, ex in job.train_examples.items()}
+    probs = temperature_probs(sizes, job.temperature)
+    pad, bos = job.vocab.pad_id, job.vocab.bos_id
+    stream = MixedBatchStream(job.train_examples, probs, cfg.batch_tokens, cfg.max_sentences, pad, bos,
+                              seed=cfg.seed, start_batch=start_step)
+    valid = [b for d in sorted(job.valid_examples)
+             for b in fixed_batches(job.valid_examples[d], cfg.batch_tokens, cfg.max_sentences, pad, bos)]
+    bleu_fn = (quick_bleu_fn(job.vocab, job.valid_pairs, cfg.val_bleu_sentences)
+               if cfg.val_bleu_sentences else None)
+    module = _TransferBatch(job.model, cfg, pad, job.expert_lr_scale, job.teacher, job.kd, bleu_fn,
+                            schedule_offset=job.schedule_offset)
+
+    # saved after each validation, so "best" compares fresh validation losses
+    checkpoint = ModelCheckpoint(dirpath=job.resume_dir, filename="best", monitor="val_loss",
+                                 mode="min", save_last=True, save_top_k=1,
+                                 save_on_train_epoch_end=False)
+    curves = CurveWriter(job.resume_dir / "curves.csv", every=max(1, min(10, cfg.val_every)),
+                         start_step=start_step)
+    trainer = L.Trainer(
+        max_steps=max_steps, val_check_interval=min(cfg.val_every, max_steps),
+        check_val_every_n_epoch=None, num_sanity_val_steps=0, gradient_clip_val=cfg.grad_clip or None,
+        precision=cfg.precision, accelerator=cfg.accelerator, devices=cfg.devices,
+        strategy=cfg.strategy, num_nodes=cfg.num_nodes, callbacks=[checkpoint, curves],
+        logger=_logger(cfg, job), log_every_n_steps=max(1, min(10, cfg.val_every)),
+        enable_model_summary=False, default_root_dir=job.resume_dir, use_distributed_sampler=False,
+    )
+    train_loader = torch.utils.data.DataLoader(stream, batch_size=None)
+    valid_loader = torch.utils.data.DataLoader(valid, batch_size=None)
+    started = time.perf_counter()
+    trainer.fit(module, train_loader, valid_loader, ckpt_path=str(ckpt_path) if ckpt_path else None)
+    wall = time.perf_counter() - started
+
+    best = checkpoint.best_model_path
+    if best and Path(best).exists():  # keep the weights with the lowest validation loss
+        state = torch.load(best, map_location="cpu", weights_only=False)["state_dict"]
+        job.model.load_state_dict({k[len("model."):]: v for k, v in state.items()
+                                   if k.startswith("model.")})
+    job.model.to("cpu").eval()
+    final = {k: float(v) for k, v in trainer.callback_metrics.items() if k in ("val_loss", "val_bleu")}
+    final["best_val_loss"] = float(checkpoint.best_model_score) if checkpoint.best_model_score is not None \
+        else final.get("val_loss", math.nan)
+    final["best_checkpoint_step"] = _step_of(best)
+    final.update(steps=trainer.global_step, resumed_from_step=start_step,
+                 tokens_per_second=module.tokens_per_second, wall_seconds=wall,
+                 device=str(trainer.strategy.root_device), precision=cfg.precision)
+    if bleu_fn is not None:
+        final["val_bleu_best_checkpoint"] = float(bleu_fn(job.model))
+    curves_src = job.resume_dir / "curves.csv"
+    if curves_src.exists():
+        job.reports_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(curves_src, job.reports_dir / "curves.csv")
+    return final
+
+
+def _step_of(path: str) -> Optional[int]:
+    if not path or not Path(path).exists():
+        return None
+    return int(torch.load(path, map_location="cpu", weights_only=False)["global_step"])
+
+
+def _logger(cfg: TrainConfig, job: TrainJob):
+    if cfg.logger == "dvclive":
+        try:
+            from dvclive.lightning import DVCLiveLogger
+
+            return DVCLiveLogger(dir=str(job.resume_dir / "dvclive"), dvcyaml=None,
+                                 save_dvc_exp=False, report=None)
+        except ImportError:  # fall back to CSV below
+            pass
+    from lightning.pytorch.loggers import CSVLogger
+
+    return CSVLogger(save_dir=str(job.resume_dir), name="csv")

@@ -1,0 +1,33 @@
+"""Stage benchmark: peak decoding throughput of every deployable model over a sweep of batch sizes."""
+
+import sys
+from pathlib import Path
+
+from pipeline.cli import parser, stage_main
+from pipeline.config import load_params
+
+
+def _main(argv=None):
+    p = parser(__doc__)
+    p.add_argument("--models-dir", type=Path, required=True)
+    p.add_argument("--corpus", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True)
+    args = p.parse_args(argv)
+    params = load_params(args.params)
+
+    from pipeline.benchmark import run_benchmark
+    from pipeline.io import write_json
+
+    result = run_benchmark(args.models_dir, params.evaluate.models, args.corpus, params.benchmark,
+                           params.evaluate.decode)
+    write_json(args.out, result)
+    for name, m in result["models"].items():
+        ratio = result.get("ratios_vs_token_moe", {}).get(name, float("nan"))
+        print(f"{name:>14}: {m['peak_tokens_per_second']:9.0f} tokens/s peak (batch "
+              f"{m['best_batch_size']}), {ratio:.2f}x token_moe, {m['resident_params']:,} params resident")
+
+
+main = stage_main(_main)
+
+if __name__ == "__main__":
+    sys.exit(main())

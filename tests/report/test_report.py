@@ -1,0 +1,121 @@
+"""report: renders from fixture inputs, says "not available" for missing ones, fails without compare.json."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.compare import compare_systems
+from pipeline.config import CompareConfig
+from pipeline.errors import PipelineError
+from pipeline.evaluate import direction_groups, score_direction
+from pipeline.markdown import json_tables
+from pipeline.report import write_report
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "report"
+DIRECTIONS = ["en-de", "en-it", "de-en", "it-en"]
+
+
+def synthetic_compare(shares: dict[str, float], n: int = 40) -> tuple[dict, dict, dict]:
+    """Systems that copy the reference on a nested share of sentences (BLEU = 100 * share)."""
+    rng = np.random.default_rng(0)
+    refs = {d: [" ".join(f"{d[:2]}{i}w{j}" for j in range(6)) for i in range(n)] for d in DIRECTIONS}
+    hard = {d: rng.random(n) for d in DIRECTIONS}
+    hyps = {s: {d: [r if hard[d][i] < q else f"x{i} y z" for i, r in enumerate(refs[d])]
+                for d in DIRECTIONS} for s, q in shares.items()}
+    result = compare_systems(hyps, refs, direction_groups(DIRECTIONS, "en", ["de"]),
+                             CompareConfig(bootstrap_resamples=100))
+    result["setup"].update(pivot="en", high_resource=["de"], wall_seconds=1.0)
+    return result, hyps, refs
+
+
+def write_inputs(root: Path, shares: dict[str, float], with_fixtures: bool = True) -> Path:
+    if with_fixtures:
+        shutil.copytree(FIXTURES, root, dirs_exist_ok=True)
+    result, hyps, refs = synthetic_compare(shares)
+    (root / "reports").mkdir(parents=True, exist_ok=True)
+    (root / "reports" / "compare.json").write_text(json.dumps(result))
+    if with_fixtures:
+        for system, by_direction in hyps.items():
+            metrics = {"directions": {d: score_direction(h, refs[d], d[-2:])
+                                      for d, h in by_direction.items()}, "wall_seconds": 3.0}
+            (root / "reports" / "evaluate" / system).mkdir(parents=True)
+            (root / "reports" / "evaluate" / system / "metrics.json").write_text(json.dumps(metrics))
+    return root
+
+
+def render(root: Path, **kwargs) -> str:
+    return write_report(root / "reports", root / "models", root / "corpus", root / "reports" / "report.md",
+                        root / "reports" / "plots", commit="abc123", lock_path=root / "dvc.lock", **kwargs)
+
+
+SHARES = {"dense": 0.3, "token_moe": 0.6, "task_moe": 0.7, "task_moe_sub": 0.7, "student": 0.4}
+
+
+def test_full_report_has_headline_tables_and_figures(tmp_path):
+    root = write_inputs(tmp_path, SHARES)
+    text = render(root, params={"compare": {"seed": 12345}})
+    assert (root / "reports" / "report.md").read_text() == text
+    answer = text.split("## Answer")[1].split("##")[0]
+    assert "token-MoE teacher" in answer and "a significant gain" in answer
+    assert "kept by the distilled student: against the teacher’s gain, 28.8% (95% CI [" in answer
+    assert "32.25%" in answer and "43.5%" in answer
+    assert "task_moe_sub 1.78x" in answer  # 800 / 450 tokens/s from benchmark.json
+    for heading in ("## BLEU per model", "### Per direction: BLEU / chrF", "## Gains over dense",
+                    "### Fractions per direction", "## The paper's numbers beside ours", "## Serving cost",
+                    "## Extraction check", "## Training", "## Figures", "## Provenance"):
+        assert heading in text
+    assert "| task_moe | token/target |" in text  # routing from models/task_moe/config.json
+    assert ("| student fraction, task-MoE denominator (the paper prints 32.25%) | n/a | 32.26% | "
+            "21.72% |") in text
+    assert "0123456789abcdef0123456789abcdef.dir" in text and "`abc123`" in text
+    assert "seed: 12345" in text and "nrefs:1|case:mixed" in text
+    assert "max_abs_diff" in text  # extract.json tasks as a table
+    assert "| token_moe | 450 | 15.0 | 4 | 3.10M | 3.10M | 360 | 1.00x |" in text  # memory from sweep
+    pngs = sorted(p.name for p in (root / "reports" / "plots").iterdir())
+    assert pngs == ["expert_usage_task_moe.png", "expert_usage_token_moe.png", "quality_vs_cost.png",
+                    "throughput_vs_batch.png", "training_curves.png"]
+    assert "![Quality vs serving cost](plots/quality_vs_cost.png)" in text
+    assert all((root / "reports" / "plots" / p).read_bytes()[:4] == b"\x89PNG" for p in pngs)
+
+
+def test_report_renders_with_only_compare_json(tmp_path):
+    root = write_inputs(tmp_path, {"dense": 0.3, "token_moe": 0.6}, with_fixtures=False)
+    text = render(root)
+    assert "Throughput: not available" in text
+    assert "## Serving cost\n\nnot available" in text and "## Training\n\nnot available" in text
+    assert "not available (no dvc.lock)" in text
+    assert "Fractions of gains preserved: not available" in text
+    assert list((root / "reports" / "plots").iterdir()) == []
+
+
+def test_undefined_fraction_is_explained_in_the_headline(tmp_path):
+    root = write_inputs(tmp_path, {"dense": 0.5, "token_moe": 0.53, "task_moe": 0.7, "student": 0.5},
+                        with_fixtures=False)
+    answer = render(root).split("## Answer")[1].split("##")[0]
+    assert "not statistically significant" in answer
+    assert "against the teacher’s gain, undefined (token_moe" in answer
+    assert "against the task-MoE’s gain (the paper’s denominator), 0.0% (95% CI" in answer
+
+
+def test_missing_compare_json_fails_clearly(tmp_path, capsys, repo_root):
+    with pytest.raises(PipelineError, match="compare.json: file not found"):
+        render(tmp_path)
+    from stages.report import main
+
+    status = main(["--params", str(repo_root / "params.yaml"), "--reports", str(tmp_path / "reports"),
+                   "--models-dir", str(tmp_path / "models"), "--corpus", str(tmp_path / "corpus"),
+                   "--out", str(tmp_path / "report.md"), "--plots", str(tmp_path / "plots")])
+    err = capsys.readouterr().err.strip()
+    assert status == 2 and len(err.splitlines()) == 1 and "compare.json" in err
+    assert not (tmp_path / "report.md").exists()
+
+
+def test_json_tables_turn_records_into_rows():
+    text = json_tables({"passed": True, "tasks": {"de": {"diff": 1e-6}, "fr": {"diff": 2e-6}}})
+    assert "| passed | True |" in text and "| de | 1e-06 |" in text
+    assert json_tables(None) == "not available"
