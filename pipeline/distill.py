@@ -38,7 +38,10 @@ def translate_training_sources(teacher_dir: Path, corpus_dir: Path, out_dir: Pat
     from pipeline.model.checkpoint import load_checkpoint
     from pipeline.train.api import load_vocab
 
-    teacher = load_checkpoint(teacher_dir).eval()
+    import torch
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    teacher = load_checkpoint(teacher_dir, device=device).eval()
     vocab = load_vocab(corpus_dir)
     check_compatible(teacher, vocab, corpus_dir, what=str(teacher_dir))
     train = load_split(corpus_dir, "train")

@@ -1,5 +1,6 @@
 """params.yaml validation: every kind of bad value names its key; profiles merge without editing."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -71,7 +72,9 @@ def test_unknown_profile_is_rejected(tmp_path):
 
 def test_stage_prints_one_line_error_and_exits_nonzero(tmp_path):
     bad = tmp_path / "params.yaml"
-    bad.write_text((ROOT / "params.yaml").read_text().replace("max_steps: 3000", "max_steps: -1"))
+    text = re.sub(r"(?m)^  max_steps: \d+", "  max_steps: -1", (ROOT / "params.yaml").read_text())
+    assert "max_steps: -1" in text
+    bad.write_text(text)
     proc = subprocess.run([sys.executable, "-m", "stages.train", "--params", str(bad), "--model",
                            "dense", "--corpus", str(tmp_path), "--out", str(tmp_path / "m"),
                            "--reports", str(tmp_path / "r")], cwd=ROOT, capture_output=True, text=True)

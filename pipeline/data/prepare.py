@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.config import DataConfig, all_languages, directions, is_high_resource, to_dict, train_size
 from pipeline.data import bible
-from pipeline.data.corpus import SPLITS, Pair, length_ok, normalize_text, read_tsv_source, write_pairs
+from pipeline.data.corpus import SPLITS, Pair, normalize_text, read_tsv_source, write_pairs
 from pipeline.data.fetch import DB_NAME, sha256_file
 from pipeline.data.sampling import sample_spm_sentences, temperature_probs
 from pipeline.data.split import sample_train, split_ids, take_first_by_hash
@@ -38,7 +38,6 @@ class Material:
     editions: dict[str, dict]  # language -> edition (bible) or input file (tsv)
     inputs: dict[str, str]  # input file -> sha256
     split_method: str
-    origin: dict[str, str] = field(default_factory=dict)  # language -> where its pairs come from
 
 
 def prepare_corpus(cfg: DataConfig, raw_dir: str | Path, out_dir: str | Path, stats_path: str | Path) -> dict:
@@ -107,7 +106,7 @@ def _bible_material(cfg: DataConfig, raw_dir: Path) -> Material:
         if shifted:
             log.info("prepare: %s: chapters off by one verse, left out: %s", lang, ", ".join(sorted(shifted)))
         kept = [p for p in pairs if p.id.rpartition(".")[0] not in shifted]
-        removed[lang]["misaligned_chapter"] = len(pairs) - len(kept)
+        removed[lang]["misaligned_chapter"] += len(pairs) - len(kept)
         pairs = kept
         pools[lang] = _filter_pairs(pairs, cfg, removed[lang])
         if not pools[lang]:
@@ -126,8 +125,7 @@ def _bible_material(cfg: DataConfig, raw_dir: Path) -> Material:
     method = (f"bible verses ranked by sha256('{cfg.split_seed}:<book.chapter.verse>'); among the verses "
               f"every language has after cleaning, the first {cfg.test_size} are test and the next "
               f"{cfg.valid_size} valid, in every language; all other verses are training material")
-    return Material(splits, removed, changed, described, {DB_NAME: sha256_file(db_path)}, method,
-                    origin={lang: f"{DB_NAME} bbName {e.bb_name!r}" for lang, e in editions.items()})
+    return Material(splits, removed, changed, described, {DB_NAME: sha256_file(db_path)}, method)
 
 
 def _tsv_material(cfg: DataConfig) -> Material:
@@ -151,9 +149,8 @@ def _tsv_material(cfg: DataConfig) -> Material:
               for p in sorted(Path(cfg.tsv_dir).rglob("*")) if p.is_file()}
     method = (f"the user's own train/valid/test files in {cfg.tsv_dir}; valid and test keep the first "
               f"data.valid_size/data.test_size pairs by sha256('{cfg.split_seed}:<id>')")
-    origin = {lang: raw["train"][lang][0] for lang in cfg.languages}
-    return Material(splits, removed, changed, {lang: {"files": origin[lang]} for lang in cfg.languages},
-                    inputs, method, origin=origin)
+    files = {lang: {"files": raw["train"][lang][0]} for lang in cfg.languages}
+    return Material(splits, removed, changed, files, inputs, method)
 
 
 def _normalize_pairs(pairs: list[Pair], removed: Counter, changed: Counter) -> list[Pair]:
@@ -297,8 +294,8 @@ def _data_card(cfg: DataConfig, material: Material, stats: dict) -> str:
                for lang in langs]
         lines.append(f"| {rule} | " + " | ".join(str(n) for n in row) + " |")
     lines += ["", "## Split", "", material.split_method + ".",
-              f"Training: a deterministic sample of each language's remaining pairs (salted hash per "
-              f"language); en->xx and xx->en hold the same pairs.", "",
+              "Training: a deterministic sample of each language's remaining pairs (salted hash per "
+              f"language); {cfg.pivot}->xx and xx->{cfg.pivot} hold the same pairs.", "",
               "## Sizes", "", "| direction | train | valid | test | train tokens (src/tgt) | sampling p |",
               "|---|---|---|---|---|---|"]
     for d in dirs:

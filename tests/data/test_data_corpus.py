@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import write_tsv_corpus
 from pipeline.data.corpus import Pair, load_split, normalize_text, read_pairs, read_tsv_source, write_pairs
 from pipeline.errors import PipelineError
 
@@ -37,7 +36,7 @@ def test_normalize_text():
     assert normalize_text("e\u0301") == "é"
 
 
-def test_tsv_source_reads_both_layouts(tmp_path):
+def test_tsv_source_reads_both_layouts(tmp_path, write_tsv_corpus):
     root = write_tsv_corpus(tmp_path / "mine", {"train": 5, "valid": 3, "test": 3})
     data = read_tsv_source(root, "en", ["de", "fr"])
     origin, de = data["train"]["de"]
@@ -48,7 +47,7 @@ def test_tsv_source_reads_both_layouts(tmp_path):
     assert [p.source for p in fr] == english  # pivot side first whatever the file's orientation
 
 
-def test_tsv_two_columns_get_line_numbers(tmp_path):
+def test_tsv_two_columns_get_line_numbers(tmp_path, write_tsv_corpus):
     root = write_tsv_corpus(tmp_path / "mine", {"train": 2, "valid": 2, "test": 2}, langs=("fr",))
     for split in ("train", "valid", "test"):
         (root / split / "de-en.tsv").write_text("Hallo Welt\tHello world\nGuten Tag\tGood day\n", "utf-8")
@@ -56,7 +55,7 @@ def test_tsv_two_columns_get_line_numbers(tmp_path):
     assert pairs == [Pair("1", "Hello world", "Hallo Welt"), Pair("2", "Good day", "Guten Tag")]
 
 
-def test_parallel_files_with_different_line_counts_are_rejected(tmp_path):
+def test_parallel_files_with_different_line_counts_are_rejected(tmp_path, write_tsv_corpus):
     root = write_tsv_corpus(tmp_path / "mine", {"train": 4, "valid": 2, "test": 2})
     with open(root / "valid" / "fr-en.fr", "a", encoding="utf-8") as handle:
         handle.write("Une ligne de trop.\n")
@@ -64,7 +63,7 @@ def test_parallel_files_with_different_line_counts_are_rejected(tmp_path):
         read_tsv_source(root, "en", ["de", "fr"])
 
 
-def test_missing_language_and_missing_split_are_named(tmp_path):
+def test_missing_language_and_missing_split_are_named(tmp_path, write_tsv_corpus):
     root = write_tsv_corpus(tmp_path / "mine", {"train": 2, "valid": 2, "test": 2})
     with pytest.raises(PipelineError, match=r"no parallel data for language 'it'"):
         read_tsv_source(root, "en", ["de", "it"])
@@ -75,7 +74,7 @@ def test_missing_language_and_missing_split_are_named(tmp_path):
         read_tsv_source(tmp_path / "nowhere", "en", ["de"])
 
 
-def test_tsv_malformed_line_and_duplicate_ids(tmp_path):
+def test_tsv_malformed_line_and_duplicate_ids(tmp_path, write_tsv_corpus):
     root = write_tsv_corpus(tmp_path / "mine", {"train": 2, "valid": 2, "test": 2}, langs=("de",))
     path = root / "train" / "en-de.tsv"
     path.write_text("1\ta\tb\n1\tc\td\n", encoding="utf-8")

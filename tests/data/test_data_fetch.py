@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
 from pipeline.data import fetch
 from pipeline.errors import PipelineError
 
+REPO = Path(__file__).resolve().parents[2]
 DB_BYTES = b"SQLite format 3\x00" + b"pretend bible" * 1000
 
 

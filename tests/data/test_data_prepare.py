@@ -5,19 +5,17 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import shutil
-import sqlite3
 from pathlib import Path
 
 import pytest
 
-from conftest import REPO, make_bible_db, write_tsv_corpus
-from pipeline.config import directions, load_params
+from pipeline.config import directions, load_params, train_size
 from pipeline.data.corpus import load_split, read_pairs
 from pipeline.data.prepare import prepare_corpus
 from pipeline.data.vocab import Vocab
 from pipeline.errors import PipelineError
 
+REPO = Path(__file__).resolve().parents[2]
 SPLITS = ("train", "valid", "test")
 
 
@@ -41,8 +39,10 @@ def test_layout_and_exact_sizes(prepared):
     out, stats = prepared
     cfg, corpus = smoke(), out / "corpus"
     assert {"spm.model", "spm.vocab", "meta.json", "DATA_CARD.md"} <= {p.name for p in corpus.iterdir()}
-    expected = {"train": {"en-de": 300, "en-fr": 150, "de-en": 300, "fr-en": 150},
-                "valid": dict.fromkeys(directions(cfg), 20), "test": dict.fromkeys(directions(cfg), 20)}
+    expected = {"train": {d: train_size(cfg, d.replace("en", "").strip("-")) for d in directions(cfg)},
+                "valid": dict.fromkeys(directions(cfg), cfg.valid_size),
+                "test": dict.fromkeys(directions(cfg), cfg.test_size)}
+    assert expected["train"] == {"en-de": 300, "en-fr": 150, "de-en": 300, "fr-en": 150}  # the smoke profile
     for split in SPLITS:
         assert sorted(p.name for p in (corpus / split).iterdir()) == sorted(f"{d}.tsv" for d in directions(cfg))
         assert {d: len(read_pairs(corpus / split / f"{d}.tsv")) for d in directions(cfg)} == expected[split]
@@ -151,7 +151,7 @@ def test_language_the_database_lacks(tiny_db, tmp_path):
     assert_fails_cleanly(cfg, tiny_db.parent, tmp_path, r"no edition in language 'nl'")
 
 
-def test_empty_direction(tiny_verses, tmp_path):
+def test_empty_direction(tiny_verses, tmp_path, make_bible_db):
     verses = {**tiny_verses, "l": {key: "-" for key in tiny_verses["l"]}}
     raw = make_bible_db(tmp_path / "raw" / "bible.db", verses).parent
     assert_fails_cleanly(smoke(), raw, tmp_path, r"no verse pairs left for en-fr after cleaning \(edition 'l'")
@@ -166,11 +166,13 @@ def test_train_size_larger_than_the_data(tiny_db, tmp_path):
     cfg = dataclasses.replace(smoke(), train_sizes={"de": 5000, "fr": 150})
     assert_fails_cleanly(cfg, tiny_db.parent, tmp_path, r"^data.train_sizes.de: 5000 pairs asked, \d+ available$")
     cfg = dataclasses.replace(smoke(), test_size=440)
-    assert_fails_cleanly(cfg, tiny_db.parent, tmp_path, r"data.test_size \+ data.valid_size: 440 \+ 20 verses asked, \d+ available in every language")
+    assert_fails_cleanly(cfg, tiny_db.parent, tmp_path,
+                         r"data.test_size \+ data.valid_size: 440 \+ 20 verses asked, \d+ available in every language")
 
 
-def test_database_with_wrong_columns(tmp_path):
-    raw = make_bible_db(tmp_path / "raw" / "bible.db", {}, columns="CREATE TABLE bible (bbName TEXT, vText TEXT)").parent
+def test_database_with_wrong_columns(tmp_path, make_bible_db):
+    raw = make_bible_db(tmp_path / "raw" / "bible.db", {},
+                        columns="CREATE TABLE bible (bbName TEXT, vText TEXT)").parent
     assert_fails_cleanly(smoke(), raw, tmp_path, r"table 'bible' lacks column\(s\) bNumber, cNumber, vNumber")
 
 
@@ -182,7 +184,7 @@ def tsv_config(root: Path):
     return dataclasses.replace(smoke(), source="tsv", tsv_dir=str(root))
 
 
-def test_tsv_source_makes_the_same_corpus_layout(tmp_path):
+def test_tsv_source_makes_the_same_corpus_layout(tmp_path, write_tsv_corpus):
     root = write_tsv_corpus(tmp_path / "mine", {"train": 330, "valid": 25, "test": 30})
     stats = prepare_corpus(tsv_config(root), tmp_path / "unused", tmp_path / "corpus", tmp_path / "stats.json")
     assert stats["pairs"]["train"] == {"en-de": 300, "en-fr": 150, "de-en": 300, "fr-en": 150}
@@ -194,14 +196,14 @@ def test_tsv_source_makes_the_same_corpus_layout(tmp_path):
     assert Vocab(tmp_path / "corpus").languages == ["en", "de", "fr"]
 
 
-def test_tsv_line_count_mismatch(tmp_path):
+def test_tsv_line_count_mismatch(tmp_path, write_tsv_corpus):
     root = write_tsv_corpus(tmp_path / "mine", {"train": 330, "valid": 25, "test": 30})
     with open(root / "train" / "fr-en.en", "a", encoding="utf-8") as handle:
         handle.write("One line too many.\n")
     assert_fails_cleanly(tsv_config(root), tmp_path, tmp_path, r"fr-en.fr has 330 lines but .*fr-en.en has 331")
 
 
-def test_tsv_non_utf8(tmp_path):
+def test_tsv_non_utf8(tmp_path, write_tsv_corpus):
     root = write_tsv_corpus(tmp_path / "mine", {"train": 330, "valid": 25, "test": 30})
     path = root / "valid" / "en-de.tsv"
     lines = path.read_bytes().splitlines(keepends=True)
@@ -210,7 +212,7 @@ def test_tsv_non_utf8(tmp_path):
     assert_fails_cleanly(tsv_config(root), tmp_path, tmp_path, rf"{path}:7: not valid UTF-8")
 
 
-def test_tsv_empty_direction_and_small_test_set(tmp_path):
+def test_tsv_empty_direction_and_small_test_set(tmp_path, write_tsv_corpus):
     root = write_tsv_corpus(tmp_path / "mine", {"train": 330, "valid": 25, "test": 30})
     (root / "train" / "en-de.tsv").write_text("", encoding="utf-8")
     assert_fails_cleanly(tsv_config(root), tmp_path, tmp_path, r"train/en-de.tsv: no usable pairs for en-de")
@@ -218,6 +220,14 @@ def test_tsv_empty_direction_and_small_test_set(tmp_path):
     assert_fails_cleanly(tsv_config(root), tmp_path, tmp_path, r"data.test_size \(.*\): 20 pairs asked, 10 available")
 
 
-def test_tsv_missing_language(tmp_path):
+def test_tsv_missing_language(tmp_path, write_tsv_corpus):
     root = write_tsv_corpus(tmp_path / "mine", {"train": 330, "valid": 25, "test": 30}, langs=("de",))
     assert_fails_cleanly(tsv_config(root), tmp_path, tmp_path, r"no parallel data for language 'fr'")
+
+
+def test_vocab_rejects_a_missing_or_corrupt_model(tmp_path):
+    with pytest.raises(PipelineError, match=r"spm.model: SentencePiece model not found"):
+        Vocab(tmp_path)
+    (tmp_path / "spm.model").write_bytes(b"\x08\x01garbage")
+    with pytest.raises(PipelineError, match=r"spm.model: not a SentencePiece model"):
+        Vocab(tmp_path / "spm.model")

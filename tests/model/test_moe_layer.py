@@ -45,6 +45,27 @@ def test_top2_output_is_the_weighted_sum_of_the_chosen_experts():
     assert torch.allclose(out.output[0], expected, atol=1e-6)
 
 
+def test_padded_and_grouped_dispatch_agree_with_gradients():
+    torch.manual_seed(2)
+    grouped, padded = Experts(5, 16, 32, dispatch="grouped"), Experts(5, 16, 32, dispatch="padded")
+    padded.load_state_dict(grouped.state_dict())
+    x = torch.randn(40, 16)
+    index = torch.randint(0, 4, (40, 2))  # expert 4 gets nothing
+    index[:, 1] = (index[:, 0] + 1) % 4
+    weights = torch.rand(40, 2)
+    keep = torch.rand(40, 2) > 0.2
+    outputs = []
+    for experts in (grouped, padded):
+        y = experts(x, index, weights, keep)
+        y.square().sum().backward()
+        outputs.append((y, experts.w_in.grad, experts.b_out.grad))
+    for a, b in zip(*outputs):
+        assert torch.allclose(a, b, atol=1e-5)
+    assert outputs[0][1][4].abs().sum() == 0  # the idle expert gets a zero gradient
+    nothing = torch.zeros(40, 2, dtype=torch.bool)
+    assert (padded(x, index, weights, nothing) == 0).all() and (grouped(x, index, weights, nothing) == 0).all()
+
+
 def _first_sentence_alone_and_in_batch(moe):
     torch.manual_seed(5)
     x = torch.randn(4, 9, 16)

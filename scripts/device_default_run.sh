@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The default pipeline on one GPU machine without DVC (no dvc or omegaconf there): the stage scripts in
+# dvc.yaml's order, independent stages in parallel, on a carried prepared corpus (data/corpus).
+# Usage there: OUT=<folder> bash scripts/device_default_run.sh   (PYTHONPATH must reach omegaconf)
+# Only the decoding batch budget differs from params.yaml (a speed knob: greedy/beam results are the same).
+set -u
+OUT=${OUT:-/tmp/out}; mkdir -p "$OUT" logs
+export PYTHONUNBUFFERED=1 DVC_NO_ANALYTICS=1
+start=$(date +%s)
+t() { echo "[$(( $(date +%s) - start ))s] $*"; }
+snap() { tar czf "$OUT/reports.tgz" reports logs 2>/dev/null; }  # after each phase: a cut-off run returns what it has
+run() { local name=$1; shift; python3 -m "$@" > "logs/$name.log" 2>&1; local rc=$?; t "$name rc=$rc"; tail -2 "logs/$name.log"; }
+sed -i 's/batch_tokens: 6000/batch_tokens: 40000/g' params.yaml
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
+python3 -c "import torch, lightning; print('torch', torch.__version__, 'lightning', lightning.__version__)"
+run warmstart stages.warmstart --corpus data/corpus --out models/warmstart --reports reports/train/warmstart
+for m in dense token_moe task_moe; do
+  run "train_$m" stages.train --model $m --corpus data/corpus --warmstart models/warmstart --out models/$m --reports reports/train/$m &
+done; wait; snap
+run distill_data stages.distill_data --teacher models/token_moe --corpus data/corpus --out data/distill &
+run extract stages.extract --model models/task_moe --corpus data/corpus --out models/task_moe_sub --report reports/extract.json &
+for m in dense token_moe task_moe; do
+  run "eval_$m" stages.evaluate --model $m --model-dir models/$m --corpus data/corpus --out reports/evaluate/$m &
+done; wait; snap
+run distill stages.distill --teacher models/token_moe --corpus data/corpus --distill-data data/distill --out models/student --reports reports/train/student &
+run eval_task_moe_sub stages.evaluate --model task_moe_sub --model-dir models/task_moe_sub --corpus data/corpus --out reports/evaluate/task_moe_sub &
+wait; snap
+run eval_student stages.evaluate --model student --model-dir models/student --corpus data/corpus --out reports/evaluate/student
+run compare stages.compare --evaluations reports/evaluate --corpus data/corpus --out reports/compare.json &
+run benchmark stages.benchmark --models-dir models --corpus data/corpus --out reports/benchmark.json &
+wait; snap
+run report stages.report --reports reports --models-dir models --corpus data/corpus --out reports/report.md --plots reports/plots
+snap
+for m in dense token_moe task_moe student; do cp "models/$m/meta.json" "$OUT/meta_$m.json" 2>/dev/null; done
+t done
