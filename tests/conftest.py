@@ -19,3 +19,70 @@ def _seed():
 @pytest.fixture
 def repo_root() -> Path:
     return ROOT
+
+
+# --------------------------------------------------------------------------------------------------
+# A tiny but learnable corpus: every language renders the same word-index sequences with its own
+# words, so translation is word-for-word and a small model's loss falls within a few dozen steps.
+
+LEXICON = {  # bbName -> words; index i means the same thing in every language
+    "4": "lord said people land children bread water wine gold house city king day night father son".split(),
+    "e": "herr sprach volk land kinder brot wasser wein gold haus stadt könig tag nacht vater sohn".split(),
+    "l": "seigneur dit peuple pays enfants pain eau vin or maison ville roi jour nuit père fils".split(),
+}
+
+
+def learnable_verses(books: int = 3, chapters: int = 5, verses: int = 30, seed: int = 11) -> dict:
+    import random
+
+    rng = random.Random(seed)
+    out: dict = {bb: {} for bb in LEXICON}
+    for b in range(1, books + 1):
+        for c in range(1, chapters + 1):
+            for v in range(1, verses + 1):
+                idx = [rng.randrange(len(LEXICON["4"])) for _ in range(rng.randint(4, 10))]
+                for bb, words in LEXICON.items():
+                    text = " ".join(words[i] for i in idx)
+                    out[bb][(b, c, v)] = text[0].upper() + text[1:] + "."
+    return out
+
+
+def write_bible_db(path: Path, verses: dict) -> Path:
+    import sqlite3
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE bible (id INTEGER NOT NULL, bbName TEXT NOT NULL, bNumber INTEGER NOT NULL, "
+                 "cNumber INTEGER NOT NULL, vNumber INTEGER NOT NULL, vText TEXT NOT NULL, "
+                 "PRIMARY KEY (bbName, bNumber, cNumber, vNumber))")
+    rows = [(i, bb, b, c, v, text) for i, (bb, (b, c, v), text) in enumerate(
+        (bb, key, text) for bb, table in verses.items() for key, text in table.items())]
+    conn.executemany("INSERT INTO bible VALUES (?, ?, ?, ?, ?, ?)", rows)
+    conn.commit()
+    conn.close()
+    return path
+
+
+@pytest.fixture(scope="session")
+def learnable_db(tmp_path_factory) -> Path:
+    return write_bible_db(tmp_path_factory.mktemp("raw") / "bible.db", learnable_verses())
+
+
+@pytest.fixture(scope="session")
+def smoke_params():
+    from pipeline.config import load_params
+
+    return load_params(ROOT / "params.yaml", profile="smoke")
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory, learnable_db, smoke_params) -> Path:
+    """A prepared corpus (smoke profile: en, de, fr) built by the real prepare code."""
+    import dataclasses
+
+    from pipeline.data.prepare import prepare_corpus
+
+    root = tmp_path_factory.mktemp("corpus")
+    data = dataclasses.replace(smoke_params.data, vocab_size=120)  # a 16-word lexicon per language
+    prepare_corpus(data, learnable_db.parent, root / "corpus", root / "stats.json")
+    return root / "corpus"

@@ -43,6 +43,7 @@ def build_model(params: Params, name: str, vocab, languages: list[str],
     cfg = Seq2SeqConfig.build(params.model, spec, vocab_size=vocab.size,
                               pad_id=vocab.pad_id, bos_id=vocab.bos_id, eos_id=vocab.eos_id,
                               languages=languages)
+    torch.manual_seed(params.train.seed)  # the initial weights follow train.seed too
     return Seq2Seq(cfg)
 
 

@@ -1,0 +1,99 @@
+"""Training end to end on a tiny learnable corpus: the loss falls, resume continues, warm start, outputs."""
+
+import copy
+import json
+
+import pytest
+import torch
+
+from pipeline.model.checkpoint import load_checkpoint
+from pipeline.train import api
+from pipeline.train.run import fit
+
+
+@pytest.fixture
+def params(smoke_params):
+    p = copy.deepcopy(smoke_params)
+    p.model.dropout = 0.0  # the resumed and the uninterrupted run must see the same computation
+    p.train.val_every = 10
+    p.train.val_bleu_sentences = 0
+    p.train.logger = "csv"
+    return p
+
+
+@pytest.fixture(autouse=True)
+def resume_root(tmp_path, monkeypatch):
+    monkeypatch.setattr(api, "RESUME_ROOT", tmp_path / "resume")
+
+
+def job_for(params, name, corpus, tmp_path, tag):
+    vocab = api.load_vocab(corpus)
+    languages = api.corpus_languages(corpus)
+    model = api.build_model(params, name, vocab, languages)
+    return api.make_job(params, name, model, corpus, tmp_path / tag / "model", tmp_path / tag / "reports",
+                        vocab, languages)
+
+
+def test_training_lowers_validation_loss_and_writes_outputs(params, tiny_corpus, tmp_path):
+    params.train.max_steps = 40
+    metrics = api.train_model(params, "task_moe", tiny_corpus, tmp_path / "m", tmp_path / "r")
+    curves = [line.split(",") for line in (tmp_path / "r" / "curves.csv").read_text().splitlines()[1:]]
+    val = [float(row[2]) for row in curves if row[2]]
+    assert len(val) == 4 and val == sorted(val, reverse=True) and val[-1] < val[0] - 0.25
+    assert metrics["steps"] == 40 and metrics["tokens_per_second"] > 0
+    assert metrics["params_experts"] > 0 and metrics["params_active_per_token"] < metrics["params_total"]
+    reloaded = load_checkpoint(tmp_path / "m")
+    assert reloaded.cfg.decoder_routing == "target"
+    meta = json.loads((tmp_path / "m" / "meta.json").read_text())
+    usage = meta["expert_usage"]
+    assert any(layer.startswith("decoder") for layer in usage)
+    for by_lang in usage.values():
+        for fractions in by_lang.values():
+            assert sum(fractions) == pytest.approx(1.0)
+    decoder = next(v for k, v in usage.items() if k.startswith("decoder"))
+    for fractions in decoder.values():  # task routing: one target language uses exactly top_k experts
+        assert sum(f > 0 for f in fractions) == params.model.top_k
+
+
+def test_resumed_run_continues_from_the_saved_step(params, tiny_corpus, tmp_path, monkeypatch):
+    params.train.max_steps = 20
+    straight = fit(job_for(params, "dense", tiny_corpus, tmp_path, "straight"))
+
+    params.train.max_steps = 10  # "interrupted" at step 10 ...
+    monkeypatch.setattr(api, "RESUME_ROOT", tmp_path / "resume2")
+    first = job_for(params, "dense", tiny_corpus, tmp_path, "interrupted")
+    fit(first)
+    params.train.max_steps = 20  # ... then run again: continues instead of starting over
+    second = job_for(params, "dense", tiny_corpus, tmp_path, "interrupted")
+    resumed = fit(second)
+    assert resumed["resumed_from_step"] == 10 and resumed["steps"] == 20
+    assert resumed["best_val_loss"] == pytest.approx(straight["best_val_loss"], rel=1e-4)
+
+
+def test_changed_settings_start_over(params, tiny_corpus, tmp_path):
+    params.train.max_steps = 10
+    fit(job_for(params, "dense", tiny_corpus, tmp_path, "a"))
+    params.train.lr = params.train.lr / 2
+    again = fit(job_for(params, "dense", tiny_corpus, tmp_path, "a"))
+    assert again["resumed_from_step"] == 0
+
+
+def test_warm_start_upcycles_and_continues_the_schedule(params, tiny_corpus, tmp_path):
+    params.train.warmstart_steps = 10
+    params.train.max_steps = 10
+    api.train_warmstart(params, tiny_corpus, tmp_path / "warm", tmp_path / "warm_r")
+    dense = load_checkpoint(tmp_path / "warm")
+    vocab, languages = api.load_vocab(tiny_corpus), api.corpus_languages(tiny_corpus)
+    moe = api.build_model(params, "token_moe", vocab, languages)
+    assert api.warm_start(moe, tmp_path / "warm") == 10
+    batch = (torch.tensor([[5, 6, 7, 3]]), torch.tensor([[2, 8, 9]]), torch.tensor([0]), torch.tensor([1]))
+    moe.eval()
+    # every expert is a copy of the dense FFN and the gate weights sum to 1: same function
+    assert torch.allclose(moe(*batch).logits, dense(*batch).logits, atol=1e-5)
+
+
+def test_no_warm_start_writes_a_marker_only(params, tiny_corpus, tmp_path):
+    api.train_warmstart(params, tiny_corpus, tmp_path / "warm", tmp_path / "warm_r")
+    assert sorted(p.name for p in (tmp_path / "warm").iterdir()) == ["warmstart.json"]
+    vocab, languages = api.load_vocab(tiny_corpus), api.corpus_languages(tiny_corpus)
+    assert api.warm_start(api.build_model(params, "dense", vocab, languages), tmp_path / "warm") == 0
