@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+DVC = (sys.executable, "-m", "dvc")
 
 
 def repo_files(root: Path) -> list[str]:
@@ -45,10 +46,10 @@ def make_copy(dest: Path, profile: str = "smoke", link_raw: bool = True) -> Path
         run("git", "config", "user.email", "smoke@localhost")
         run("git", "config", "user.name", "smoke")
     if not (dest / ".dvc").exists():
-        run("dvc", "init", "-q")
-    run("dvc", "config", "core.analytics", "false")
+        run(*DVC, "init", "-q")
+    run(*DVC, "config", "core.analytics", "false")
     # a remote of its own, so pushing from the scratch copy never touches the workspace's remote
-    run("dvc", "remote", "add", "-f", "-d", "local", str(dest / ".dvc-remote"))
+    run(*DVC, "remote", "add", "-f", "-d", "local", str(dest / ".dvc-remote"))
     run("git", "add", "-A")
     run("git", "commit", "-q", "-m", "smoke copy", "--allow-empty")
     return dest
@@ -60,7 +61,7 @@ def main() -> int:
     make_copy(dest)
     started = time.time()
     env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
-    code = subprocess.run(["dvc", "repro"], cwd=dest, env=env).returncode
+    code = subprocess.run([*DVC, "repro"], cwd=dest, env=env).returncode
     print(f"\nsmoke run {'passed' if code == 0 else 'FAILED'} in {time.time() - started:.0f} s; "
           f"copy kept at {dest} (report: {dest / 'reports' / 'report.md'})")
     return code

