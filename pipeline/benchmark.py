@@ -3,13 +3,14 @@
 For each model, the network that serves the benchmark direction (the whole model, or the task's extracted
 sub-network) decodes the first min(max_sentences, max_batches x batch size) test sources of that direction
 in length-sorted batches of each size; a batch size's figure is the median over `repeats` runs. Tokens are the generated target tokens (eos
-included, padding not). Resident parameters are those that must be in memory to serve that one direction.
-Peak memory is the accelerator's peak allocation on GPU, the process' peak RSS on CPU (process-wide, so an
-upper bound that only grows across models).
+excluded, padding not). Resident parameters are those that must be in memory to serve that one direction.
+Peak memory is the accelerator's peak allocation on GPU; on CPU no per-model figure is reported (the
+process' peak RSS only grows across models), only the weights' size. MoE layers dispatch dropless and
+grouped at inference (`pipeline.model.moe.Experts`): no padded expert work is charged to any model.
 
 The JSON written (`reports/benchmark.json`) has this shape, which the report reads:
 {"direction", "device", "beam_size", "sentences", "models": {name: {"peak_tokens_per_second",
- "peak_sentences_per_second", "best_batch_size", "resident_params", "params_total",
+ "peak_sentences_per_second", "best_batch_size", "resident_params", "params_total", "weights_mb",
  "sweep": [{"batch_size", "tokens_per_second", "sentences_per_second", "peak_memory_mb", "seconds"}]}},
  "ratios_vs_token_moe": {name: ratio of peak tokens/s}}
 """
@@ -17,7 +18,6 @@ The JSON written (`reports/benchmark.json`) has this shape, which the report rea
 from __future__ import annotations
 
 import logging
-import resource
 import statistics
 import time
 from pathlib import Path
@@ -34,10 +34,10 @@ def _device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def _peak_memory_mb(device: torch.device) -> float:
+def _peak_memory_mb(device: torch.device) -> float | None:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    return None  # a process-wide RSS peak would not tell one model from the one before it
 
 
 def _sync(device: torch.device) -> None:
@@ -109,7 +109,7 @@ def benchmark_model(model, vocab, sources: list[str], src_lang: str, tgt_lang: s
         sweep.append({"batch_size": batch_size, "tokens_per_second": tokens / seconds,
                       "sentences_per_second": len(ids) / seconds, "peak_memory_mb": peak,
                       "seconds": seconds})
-        if peak > cfg.memory_budget_mb:
+        if peak is not None and peak > cfg.memory_budget_mb:
             log.warning("batch size %d used %.0f MB > memory_budget_mb; sweep stopped", batch_size, peak)
             break
     best = max(sweep, key=lambda r: r["tokens_per_second"])
@@ -137,7 +137,8 @@ def run_benchmark(models_dir: Path, names: list[str], corpus_dir: Path, cfg: Ben
         model = deployable.model_for(src_lang, tgt_lang)
         figures = benchmark_model(model, vocab, sources, src_lang, tgt_lang, cfg, decode_cfg, device)
         figures["resident_params"] = sum(p.numel() for p in model.parameters())
-        figures["params_total"] = _total_params(deployable, model)
+        figures["weights_mb"] = sum(p.numel() * p.element_size() for p in model.parameters()) / 2**20
+        figures["params_total"] = _total_params(deployable)
         result["models"][name] = figures
         model.to("cpu")
     ref = result["models"].get("token_moe")
@@ -148,12 +149,9 @@ def run_benchmark(models_dir: Path, names: list[str], corpus_dir: Path, cfg: Ben
     return result
 
 
-def _total_params(deployable, model) -> int:
-    for attr in ("params_total", "full_params", "total_params"):
-        value = getattr(deployable, attr, None)
-        if isinstance(value, int):
-            return value
-    return sum(p.numel() for p in model.parameters())
+def _total_params(deployable) -> int:
+    """Parameters of the whole model (for task_moe_sub: of the task-MoE it was extracted from)."""
+    return int(deployable.full_parameters)
 
 
 def _device_name(device: torch.device) -> str:

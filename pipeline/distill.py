@@ -8,7 +8,6 @@ distribution, `pipeline.train.losses.word_kd_loss`) is an option and can be comb
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from pathlib import Path
 
@@ -102,9 +101,7 @@ def train_student(params: Params, teacher_dir: Path, corpus_dir: Path, distill_d
     train_pairs = load_split(distill_dir, "train")
     job = make_job(params, "student", student, corpus_dir, out_dir, reports_dir, vocab, languages,
                    train_pairs=train_pairs, teacher=teacher if dcfg.word_level.enabled else None,
-                   kd=dcfg.word_level, max_steps=dcfg.max_steps)
-    data_hash = hashlib.sha256(repr(sorted(distill_meta.items())).encode()).hexdigest()
-    job.fingerprint["distill_data"] = data_hash
+                   kd=dcfg.word_level, max_steps=dcfg.max_steps, inputs=[teacher_dir, distill_dir])
     job.meta = {"teacher": str(teacher_dir), "distill": to_dict(dcfg), "distill_data": distill_meta}
     log.info("training the student (init=%s, ffn_init=%s, sequence_level=%s, word_level=%s)",
              dcfg.student_init, dcfg.ffn_init, dcfg.sequence_level, dcfg.word_level.enabled)

@@ -224,9 +224,12 @@ class ExtractedModels:
         self.folder = Path(folder)
         self.device = device
         self.manifest = read_json(self.folder / MANIFEST_FILE)
-        if self.manifest.get("format") != MANIFEST_FORMAT or "tasks" not in self.manifest:
+        required = ("tasks", "routes", "languages", "full_parameters", "key_kind")
+        missing = [key for key in required if key not in self.manifest]
+        if self.manifest.get("format") != MANIFEST_FORMAT or missing:
             raise PipelineError(f"{self.folder / MANIFEST_FILE}: not a sub-network manifest "
-                                f"(format {MANIFEST_FORMAT} with tasks)")
+                                f"(format {MANIFEST_FORMAT}; missing: {', '.join(missing) or 'none'}); "
+                                "rerun the extract stage")
         self.languages = list(self.manifest["languages"])
         self.full_parameters = int(self.manifest["full_parameters"])
         self._load = functools.lru_cache(maxsize=None)(self._load_task)

@@ -13,7 +13,8 @@ Only `compare.json` is required; every other input may be missing and is then re
          "best_batch_size": int,             # batch size (sentences) of the peak
          "resident_params": int,             # parameters that must be in memory to serve `direction`
          "params_total": int,                # all parameters of the deployable (every task)
-         "peak_memory_mb": float | null,     # max over the sweep (CUDA max allocated, or CPU max RSS)
+         "peak_memory_mb": float | null,     # max over the sweep (CUDA max allocated; null on CPU)
+         "weights_mb": float,                # size of the resident weights
          "sweep": [{"batch_size": int, "tokens_per_second": float, "sentences_per_second": float,
                     "peak_memory_mb": float | null, "seconds": float}]}}}
 - `<reports>/extract.json`, `<reports>/prepare/stats.json`: shown as tables, whatever their keys
@@ -297,14 +298,14 @@ def throughput_section(inputs: Inputs) -> str:
     base = b["models"].get(TEACHER, {}).get("peak_tokens_per_second")
     rows = [[name, num(m.get("peak_tokens_per_second"), 0), num(m.get("peak_sentences_per_second"), 1),
              str(m.get("best_batch_size", NA)), count(m.get("resident_params")), count(m.get("params_total")),
-             num(_peak_memory(m), 0),
+             num(m.get("weights_mb"), 1), num(_peak_memory(m), 0),
              f"{m['peak_tokens_per_second'] / base:.2f}x" if base and m.get("peak_tokens_per_second") else NA]
             for name, m in b["models"].items()]
     return "\n".join([
         f"## Serving cost\n\nDecoding `{b.get('direction', '?')}` on {b.get('device', '?')}, beam "
         f"{b.get('beam_size', '?')}, {b.get('sentences', '?')} sentences; peak over batch sizes.\n",
         md_table(["model", "peak tokens/s", "peak sentences/s", "best batch", "resident params (one task)",
-                  "params total", "peak memory MB", "tokens/s vs token_moe"], rows)])
+                  "params total", "weights MB", "peak GPU memory MB", "tokens/s vs token_moe"], rows)])
 
 
 def _peak_memory(model: dict) -> Optional[float]:

@@ -74,7 +74,10 @@ class Experts(nn.Module):
 
     Two equivalent ways to run the groups: `grouped` (one matmul pair per expert: no wasted FLOPs,
     best on CPU) and `padded` (all experts in one batched matmul over groups padded to the largest:
-    a few kernel launches whatever E, best on GPU). `auto` picks by the device of the input.
+    a few kernel launches whatever E, best for training on GPU). `auto` uses `padded` only while training
+    on a GPU: at inference, routing can be very skewed (a task-routed layer sends every token of a target
+    language to the same k experts), and padding every group to the largest would charge the MoE models
+    up to E/k times the FFN work they need, which would bias the serving benchmark.
     """
 
     def __init__(self, num_experts: int, d_model: int, d_ff: int, dispatch: str = "auto"):
@@ -105,7 +108,7 @@ class Experts(nn.Module):
         tokens = torch.div(chosen, K, rounding_mode="floor")  # (M,)
         experts = flat_expert[chosen]  # (M,) sorted
         counts = torch.bincount(experts, minlength=self.num_experts)  # (E,)
-        padded = self.dispatch == "padded" or (self.dispatch == "auto" and x.is_cuda)
+        padded = self.dispatch == "padded" or (self.dispatch == "auto" and x.is_cuda and self.training)
         run = self._run_padded if padded else self._run_grouped
         y = run(x.index_select(0, tokens), experts, counts) * weights.reshape(-1)[chosen, None]
         return torch.zeros_like(x).index_add(0, tokens, y.to(x.dtype))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from pathlib import Path
 from typing import Optional
@@ -47,9 +48,35 @@ def build_model(params: Params, name: str, vocab, languages: list[str],
     return Seq2Seq(cfg)
 
 
+def digest(paths) -> str:
+    """sha256 over the contents of files (folders: every file below them), in a stable order."""
+    h = hashlib.sha256()
+    files = []
+    for path in map(Path, paths):
+        files += sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for path in files:
+        h.update(path.name.encode())
+        with path.open("rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def code_version() -> str:
+    """A hash of the library's source: a resume across code changes would mix two programs."""
+    root = Path(__file__).resolve().parent.parent
+    return digest(sorted(root.rglob("*.py")))
+
+
 def make_job(params: Params, name: str, model, corpus_dir: Path, out_dir: Path, reports_dir: Path,
-             vocab, languages: list[str], train_pairs: Optional[dict] = None, **extra) -> TrainJob:
-    """A `TrainJob` on the corpus (or on `train_pairs`, e.g. the teacher's translations)."""
+             vocab, languages: list[str], train_pairs: Optional[dict] = None, inputs=(),
+             **extra) -> TrainJob:
+    """A `TrainJob` on the corpus (or on `train_pairs`, e.g. the teacher's translations).
+
+    `inputs` (files or folders whose contents the run depends on besides the corpus: a warm start, a
+    teacher, distillation data) go into the resume fingerprint with the corpus and the code version, so
+    an interrupted run is only continued when nothing it was started from has changed.
+    """
     from pipeline.data.corpus import load_split
 
     max_len = params.model.max_positions
@@ -63,7 +90,9 @@ def make_job(params: Params, name: str, model, corpus_dir: Path, out_dir: Path, 
     settings["train"].pop("max_steps")
     settings["distill"].pop("max_steps")
     fingerprint = {"params": settings, "name": name, "torch": torch.__version__,
-                   "train_sizes": {d: len(x) for d, x in train.items()}}
+                   "train_sizes": {d: len(x) for d, x in train.items()}, "code": code_version(),
+                   "inputs": digest([Path(corpus_dir) / "meta.json", Path(corpus_dir) / "spm.model",
+                                     *inputs])}
     return TrainJob(name=name, model=model, cfg=params.train, vocab=vocab, languages=languages,
                     train_examples=train, valid_examples=valid, valid_pairs=valid_pairs,
                     temperature=params.data.temperature, out_dir=Path(out_dir),
@@ -72,8 +101,11 @@ def make_job(params: Params, name: str, model, corpus_dir: Path, out_dir: Path, 
 
 
 def finish(job: TrainJob, metrics: dict, params: Params) -> dict:
-    """Save the checkpoint and the metrics of a finished `fit`."""
+    """Save the checkpoint and the metrics of a finished `fit` (on the first rank only)."""
     from pipeline.model.checkpoint import save_checkpoint
+
+    if not job.is_global_zero:
+        return metrics
 
     model = job.model
     counts = model.parameter_count().as_dict()
@@ -161,7 +193,7 @@ def train_model(params: Params, name: str, corpus_dir: Path, out_dir: Path, repo
     model = build_model(params, name, vocab, languages)
     offset = warm_start(model, warmstart_dir)
     job = make_job(params, name, model, corpus_dir, out_dir, reports_dir, vocab, languages,
-                   schedule_offset=offset)
+                   schedule_offset=offset, inputs=[warmstart_dir] if warmstart_dir else [])
     job.meta["warmstart_steps"] = offset
     log.info("training %s: %s (warm start: %d steps)", name, model_spec(params, name), offset)
     return finish(job, fit(job), params)

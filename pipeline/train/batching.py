@@ -101,11 +101,15 @@ class MixedBatchStream(torch.utils.data.IterableDataset):
         return batches
 
     def batch_lists(self) -> Iterator[list[Example]]:
-        """Global batch index i goes to rank i % world_size; the first `start_batch` are skipped."""
+        """Global batch index i goes to rank i % world_size; the batches of the first `start_batch`
+        steps (start_batch x world_size global batches) are skipped."""
+        rank, world = self.rank, self.world_size
+        if world == 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
+            rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()  # DDP
         index, pool = 0, 0
         while True:
             for batch in self._pool(pool):
-                if index >= self.start_batch and index % self.world_size == self.rank:
+                if index >= self.start_batch * world and index % world == rank:
                     yield batch
                 index += 1
             pool += 1

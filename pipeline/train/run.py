@@ -24,6 +24,7 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
 from pipeline.config import DecodeConfig, TrainConfig, WordKDConfig
 from pipeline.data.sampling import temperature_probs
+from pipeline.errors import PipelineError
 from pipeline.train.batching import Example, MixedBatchStream, fixed_batches
 from pipeline.train.module import TranslationModule
 
@@ -53,6 +54,7 @@ class TrainJob:
     kd: Optional[WordKDConfig] = None
     max_steps: Optional[int] = None  # overrides cfg.max_steps
     schedule_offset: int = 0  # steps already taken by a warm start: the lr schedule continues from there
+    is_global_zero: bool = True  # set by `fit`: under DDP only the first rank writes the outputs
     meta: dict = field(default_factory=dict)  # extra provenance for the checkpoint's meta.json
 
 
@@ -139,10 +141,17 @@ def _resume_checkpoint(job: TrainJob) -> tuple[Optional[Path], int]:
             if step is not None and step <= (job.max_steps or job.cfg.max_steps):
                 log.info("resuming %s from %s at step %d", job.name, last, step)
                 return last, step
-    shutil.rmtree(job.resume_dir, ignore_errors=True)
-    job.resume_dir.mkdir(parents=True)
-    stamp.write_text(json.dumps(job.fingerprint, sort_keys=True))
+    if _global_rank() == 0:  # under DDP every rank runs this; only the first one resets the folder
+        shutil.rmtree(job.resume_dir, ignore_errors=True)
+        job.resume_dir.mkdir(parents=True, exist_ok=True)
+        stamp.write_text(json.dumps(job.fingerprint, sort_keys=True))
     return None, 0
+
+
+def _global_rank() -> int:
+    import os
+
+    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", 0)))
 
 
 def fit(job: TrainJob) -> dict:
@@ -173,7 +182,7 @@ def fit(job: TrainJob) -> dict:
                                  save_on_train_epoch_end=False)
     curves = CurveWriter(job.resume_dir / "curves.csv", every=max(1, min(10, cfg.val_every)),
                          start_step=start_step)
-    trainer = L.Trainer(
+    trainer = _trainer(
         max_steps=max_steps, val_check_interval=min(cfg.val_every, max_steps),
         check_val_every_n_epoch=None, num_sanity_val_steps=0, gradient_clip_val=cfg.grad_clip or None,
         precision=cfg.precision, accelerator=cfg.accelerator, devices=cfg.devices,
@@ -186,6 +195,7 @@ def fit(job: TrainJob) -> dict:
     started = time.perf_counter()
     trainer.fit(module, train_loader, valid_loader, ckpt_path=str(ckpt_path) if ckpt_path else None)
     wall = time.perf_counter() - started
+    job.is_global_zero = trainer.is_global_zero
 
     best = checkpoint.best_model_path
     if best and Path(best).exists():  # keep the weights with the lowest validation loss
@@ -207,6 +217,19 @@ def fit(job: TrainJob) -> dict:
         job.reports_dir.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(curves_src, job.reports_dir / "curves.csv")
     return final
+
+
+def _trainer(**kwargs) -> L.Trainer:
+    """Lightning's Trainer; a device setting this machine cannot honour is a one-line error."""
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    try:
+        return L.Trainer(**kwargs)
+    except (MisconfigurationException, ValueError, RuntimeError) as exc:
+        settings = ", ".join(f"{k}={kwargs[k]!r}" for k in ("accelerator", "devices", "strategy",
+                                                            "num_nodes", "precision"))
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise PipelineError(f"train.accelerator/devices/strategy/precision ({settings}): {first}") from None
 
 
 def _step_of(path: str) -> Optional[int]:

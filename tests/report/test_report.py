@@ -75,7 +75,7 @@ def test_full_report_has_headline_tables_and_figures(tmp_path):
     assert "0123456789abcdef0123456789abcdef.dir" in text and "`abc123`" in text
     assert "seed: 12345" in text and "nrefs:1|case:mixed" in text
     assert "max_abs_diff" in text  # extract.json tasks as a table
-    assert "| token_moe | 450 | 15.0 | 4 | 3.10M | 3.10M | 360 | 1.00x |" in text  # memory from sweep
+    assert "| token_moe | 450 | 15.0 | 4 | 3.10M | 3.10M | n/a | 360 | 1.00x |" in text  # memory from sweep
     pngs = sorted(p.name for p in (root / "reports" / "plots").iterdir())
     assert pngs == ["expert_usage_task_moe.png", "expert_usage_token_moe.png", "quality_vs_cost.png",
                     "throughput_vs_batch.png", "training_curves.png"]

@@ -97,3 +97,20 @@ def test_no_warm_start_writes_a_marker_only(params, tiny_corpus, tmp_path):
     assert sorted(p.name for p in (tmp_path / "warm").iterdir()) == ["warmstart.json"]
     vocab, languages = api.load_vocab(tiny_corpus), api.corpus_languages(tiny_corpus)
     assert api.warm_start(api.build_model(params, "dense", vocab, languages), tmp_path / "warm") == 0
+
+
+def test_changed_inputs_start_over(params, tiny_corpus, tmp_path):
+    params.train.max_steps = 10
+    teacher = tmp_path / "teacher.bin"
+    teacher.write_bytes(b"one")
+
+    def job():
+        j = job_for(params, "dense", tiny_corpus, tmp_path, "a")
+        return api.make_job(params, "dense", j.model, tiny_corpus, j.out_dir, j.reports_dir, j.vocab,
+                            j.languages, inputs=[teacher])
+
+    fit(job())
+    params.train.max_steps = 12
+    assert fit(job())["resumed_from_step"] == 10  # same inputs: continues
+    teacher.write_bytes(b"two")
+    assert fit(job())["resumed_from_step"] == 0  # another teacher: starts over
