@@ -82,3 +82,18 @@ def test_stage_prints_one_line_error_and_exits_nonzero(tmp_path):
     assert proc.stderr.strip().count("\n") == 0
     assert "train.max_steps" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "m").exists()
+
+
+def test_every_param_dvc_yaml_declares_is_in_params_yaml():
+    """DVC refuses a stage whose declared param is missing from params.yaml (defaults don't count)."""
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for name, stage in stages.items():
+        body = stage.get("do", stage)
+        keys = {"key": next(iter(params["models"]))} if "foreach" in stage else {}
+        for key in body.get("params", []):
+            key = key.replace("${key}", keys.get("key", "")).replace("${item}", "x")
+            node = params
+            for part in key.split("."):
+                assert isinstance(node, dict) and part in node, f"stage {name}: {key} not in params.yaml"
+                node = node[part]
