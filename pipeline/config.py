@@ -94,6 +94,10 @@ class TrainConfig:
     grad_clip: float = 1.0
     precision: str = "32-true"  # 32-true | bf16-mixed | 16-mixed
     val_every: int = 500
+    # Which weights a stage keeps: `last` (every model gets the same number of steps; and a distilled
+    # student's loss against the references is no guide: it rises while the student learns the teacher)
+    # or `best_val_loss`.
+    keep_checkpoint: str = "last"
     val_bleu_sentences: int = 50  # per direction, greedy, during training
     seed: int = 1
     accelerator: str = "auto"  # cpu | gpu | auto
@@ -328,6 +332,8 @@ def validate(p: Params, source: str = "params.yaml") -> None:
     need(t.precision in ("32-true", "32", "bf16-mixed", "16-mixed", "bf16-true"), "train.precision",
          f"must be 32-true, bf16-mixed or 16-mixed, got {t.precision!r}")
     need(t.val_every > 0, "train.val_every", "must be > 0")
+    need(t.keep_checkpoint in ("last", "best_val_loss"), "train.keep_checkpoint",
+         f"must be last or best_val_loss, got {t.keep_checkpoint!r}")
     need(t.val_bleu_sentences >= 0, "train.val_bleu_sentences", "must be >= 0")
     need(t.accelerator in ("cpu", "gpu", "cuda", "mps", "auto"), "train.accelerator",
          f"must be cpu, gpu or auto, got {t.accelerator!r}")

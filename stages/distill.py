@@ -21,8 +21,8 @@ def _main(argv=None):
 
     metrics = train_student(params, args.teacher, args.corpus, args.distill_data, args.out,
                             args.reports)
-    print(f"student: val_loss {metrics.get('best_val_loss', float('nan')):.3f}, "
-          f"val_bleu {metrics.get('val_bleu_best_checkpoint', float('nan')):.2f}")
+    print(f"student: val_loss {metrics.get('val_loss', float('nan')):.3f}, "
+          f"val_bleu {metrics.get('val_bleu_kept_checkpoint', float('nan')):.2f}")
 
 
 main = stage_main(_main)

@@ -21,8 +21,8 @@ def _main(argv=None):
     from pipeline.train.api import train_model
 
     metrics = train_model(params, args.model, args.corpus, args.out, args.reports, args.warmstart)
-    print(f"{args.model}: val_loss {metrics.get('best_val_loss', float('nan')):.3f}, "
-          f"val_bleu {metrics.get('val_bleu_best_checkpoint', float('nan')):.2f}, "
+    print(f"{args.model}: val_loss {metrics.get('val_loss', float('nan')):.3f}, "
+          f"val_bleu {metrics.get('val_bleu_kept_checkpoint', float('nan')):.2f}, "
           f"{metrics['tokens_per_second']:.0f} tokens/s, {metrics['wall_seconds']:.0f} s")
 
 

@@ -155,7 +155,7 @@ def _global_rank() -> int:
 
 
 def fit(job: TrainJob) -> dict:
-    """Train, then return the metrics dict; the trained weights (best validation loss) stay in job.model."""
+    """Train, then return the metrics dict; the kept weights (`train.keep_checkpoint`) stay in job.model."""
     cfg = job.cfg
     max_steps = job.max_steps or cfg.max_steps
     L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -196,9 +196,11 @@ def fit(job: TrainJob) -> dict:
     trainer.fit(module, train_loader, valid_loader, ckpt_path=str(ckpt_path) if ckpt_path else None)
     wall = time.perf_counter() - started
     job.is_global_zero = trainer.is_global_zero
+    if trainer.global_step % cfg.val_every:  # the last validation came before the last step
+        trainer.validate(module, valid_loader, verbose=False)
 
     best = checkpoint.best_model_path
-    if best and Path(best).exists():  # keep the weights with the lowest validation loss
+    if cfg.keep_checkpoint == "best_val_loss" and best and Path(best).exists():
         state = torch.load(best, map_location="cpu", weights_only=False)["state_dict"]
         job.model.load_state_dict({k[len("model."):]: v for k, v in state.items()
                                    if k.startswith("model.")})
@@ -207,11 +209,12 @@ def fit(job: TrainJob) -> dict:
     final["best_val_loss"] = float(checkpoint.best_model_score) if checkpoint.best_model_score is not None \
         else final.get("val_loss", math.nan)
     final["best_checkpoint_step"] = _step_of(best)
+    final["kept_checkpoint"] = cfg.keep_checkpoint
     final.update(steps=trainer.global_step, resumed_from_step=start_step,
                  tokens_per_second=module.tokens_per_second, wall_seconds=wall,
                  device=str(trainer.strategy.root_device), precision=cfg.precision)
     if bleu_fn is not None:
-        final["val_bleu_best_checkpoint"] = float(bleu_fn(job.model))
+        final["val_bleu_kept_checkpoint"] = float(bleu_fn(job.model))
     curves_src = job.resume_dir / "curves.csv"
     if curves_src.exists():
         job.reports_dir.mkdir(parents=True, exist_ok=True)

@@ -114,3 +114,15 @@ def test_changed_inputs_start_over(params, tiny_corpus, tmp_path):
     assert fit(job())["resumed_from_step"] == 10  # same inputs: continues
     teacher.write_bytes(b"two")
     assert fit(job())["resumed_from_step"] == 0  # another teacher: starts over
+
+
+@pytest.mark.parametrize("keep", ["last", "best_val_loss"])
+def test_kept_weights_follow_keep_checkpoint(params, tiny_corpus, tmp_path, keep):
+    params.train.max_steps = 20
+    params.train.keep_checkpoint = keep
+    job = job_for(params, "dense", tiny_corpus, tmp_path, keep)
+    fit(job)
+    name = "last.ckpt" if keep == "last" else "best.ckpt"
+    state = torch.load(job.resume_dir / name, map_location="cpu", weights_only=False)["state_dict"]
+    for key, value in job.model.state_dict().items():
+        assert torch.equal(value, state[f"model.{key}"]), key
