@@ -155,8 +155,11 @@ def difference(bs: Bootstrap, system: str, baseline: str, members: Sequence[str]
     diff_bs = a_bs - d_bs
     low, high = interval(diff_bs, confidence)
     p_value, p_not_better = paired_p_values(diff_bs, a - d)
+    # Significant = the interval excludes 0: the same test that decides whether a fraction is defined,
+    # so the report never calls a gain significant and its fraction undefined at once. (The p-value,
+    # sacrebleu's test, is reported beside it and can differ near the threshold.)
     return {"diff": a - d, "low": low, "high": high, "p_value": p_value,
-            "p_not_better": p_not_better, "significant": p_value < 1 - confidence}
+            "p_not_better": p_not_better, "significant": bool(low > 0 or high < 0)}
 
 
 def gain_fraction(bs: Bootstrap, approach: str, reference: str, baseline: str,

@@ -248,7 +248,7 @@ def gains_section(inputs: Inputs) -> str:
                     + [f"{v['groups'][g]['diff']:+.2f}" if g in v["groups"] else NA for g in groups])
     out = [f"## Gains over dense and the fraction of gains preserved\n\nDifference to "
            f"{c.get('setup', {}).get('baseline', BASELINE)} in average BLEU, paired bootstrap; "
-           f"significant = two-sided p < {1 - conf:.2f}.\n",
+           f"significant = the {conf:.0%} interval excludes 0 (the p-value is sacrebleu's paired test).\n",
            md_table(["model", "Δ BLEU avg [CI]", "p", "significant"]
                     + [f"Δ {group_label(g, pivot)}" for g in groups], rows)]
     if not c["fractions"]:

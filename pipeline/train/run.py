@@ -176,17 +176,21 @@ def fit(job: TrainJob) -> dict:
     module = _TransferBatch(job.model, cfg, pad, job.expert_lr_scale, job.teacher, job.kd, bleu_fn,
                             schedule_offset=job.schedule_offset)
 
-    # saved after each validation, so "best" compares fresh validation losses
+    # Both saved after each validation. "best" compares fresh validation losses; "last" is its own
+    # callback because a monitored callback's save_last only refreshes it when the score improves,
+    # which would resume (and keep) stale weights.
     checkpoint = ModelCheckpoint(dirpath=job.resume_dir, filename="best", monitor="val_loss",
-                                 mode="min", save_last=True, save_top_k=1,
-                                 save_on_train_epoch_end=False)
+                                 mode="min", save_top_k=1, save_on_train_epoch_end=False,
+                                 enable_version_counter=False)
+    last = ModelCheckpoint(dirpath=job.resume_dir, filename="last", monitor=None, save_top_k=1,
+                           save_on_train_epoch_end=False, enable_version_counter=False)
     curves = CurveWriter(job.resume_dir / "curves.csv", every=max(1, min(10, cfg.val_every)),
                          start_step=start_step)
     trainer = _trainer(
         max_steps=max_steps, val_check_interval=min(cfg.val_every, max_steps),
         check_val_every_n_epoch=None, num_sanity_val_steps=0, gradient_clip_val=cfg.grad_clip or None,
         precision=cfg.precision, accelerator=cfg.accelerator, devices=cfg.devices,
-        strategy=cfg.strategy, num_nodes=cfg.num_nodes, callbacks=[checkpoint, curves],
+        strategy=cfg.strategy, num_nodes=cfg.num_nodes, callbacks=[checkpoint, last, curves],
         logger=_logger(cfg, job), log_every_n_steps=max(1, min(10, cfg.val_every)),
         enable_model_summary=False, default_root_dir=job.resume_dir, use_distributed_sampler=False,
     )

@@ -123,6 +123,21 @@ def test_kept_weights_follow_keep_checkpoint(params, tiny_corpus, tmp_path, keep
     job = job_for(params, "dense", tiny_corpus, tmp_path, keep)
     fit(job)
     name = "last.ckpt" if keep == "last" else "best.ckpt"
-    state = torch.load(job.resume_dir / name, map_location="cpu", weights_only=False)["state_dict"]
+    saved = torch.load(job.resume_dir / name, map_location="cpu", weights_only=False)
     for key, value in job.model.state_dict().items():
-        assert torch.equal(value, state[f"model.{key}"]), key
+        assert torch.equal(value, saved["state_dict"][f"model.{key}"]), key
+    last = torch.load(job.resume_dir / "last.ckpt", map_location="cpu", weights_only=False)
+    assert last["global_step"] == 20  # refreshed at every validation, whatever the loss did
+
+
+def test_last_checkpoint_is_refreshed_when_the_loss_rises(params, tiny_corpus, tmp_path):
+    params.train.max_steps = 20
+    params.train.lr = 3.0  # diverges: the validation loss does not fall steadily
+    params.train.val_every = 5
+    params.train.warmup_steps = 0
+    job = job_for(params, "dense", tiny_corpus, tmp_path, "diverge")
+    metrics = fit(job)
+    best = torch.load(job.resume_dir / "best.ckpt", map_location="cpu", weights_only=False)
+    last = torch.load(job.resume_dir / "last.ckpt", map_location="cpu", weights_only=False)
+    assert last["global_step"] == 20 and metrics["steps"] == 20
+    assert best["global_step"] == metrics["best_checkpoint_step"]
