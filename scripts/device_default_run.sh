@@ -3,6 +3,9 @@
 # dvc.yaml's order, independent stages in parallel, on a carried prepared corpus (data/corpus).
 # Usage there: OUT=<folder> bash scripts/device_default_run.sh   (PYTHONPATH must reach omegaconf)
 # Only the decoding batch budget differs from params.yaml (a speed knob: greedy/beam results are the same).
+# Don't pipe this script's output through grep/tail on the device: a killed pipeline returns nothing.
+# Logs and reports are packed into $OUT every minute, so a run cut off by its time limit still returns
+# what it had (one earlier run did not, and showed nothing).
 set -u
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT" logs
 export PYTHONUNBUFFERED=1 DVC_NO_ANALYTICS=1
@@ -11,6 +14,7 @@ t() { echo "[$(( $(date +%s) - start ))s] $*"; }
 snap() { tar czf "$OUT/reports.tgz" reports logs 2>/dev/null; }  # after each phase: a cut-off run returns what it has
 run() { local name=$1; shift; python3 -m "$@" > "logs/$name.log" 2>&1; local rc=$?; t "$name rc=$rc"; tail -2 "logs/$name.log"; }
 sed -i 's/batch_tokens: 6000/batch_tokens: 40000/g' params.yaml
+( while sleep 60; do snap; done ) & SNAPPER=$!; disown $SNAPPER  # every minute; `wait` skips it
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 python3 -c "import torch, lightning; print('torch', torch.__version__, 'lightning', lightning.__version__)"
 run warmstart stages.warmstart --corpus data/corpus --out models/warmstart --reports reports/train/warmstart
