@@ -36,4 +36,4 @@ wait; snap
 run report stages.report --reports reports --models-dir models --corpus data/corpus --out reports/report.md --plots reports/plots
 snap
 for m in dense token_moe task_moe student; do cp "models/$m/meta.json" "$OUT/meta_$m.json" 2>/dev/null; done
-t done
+kill $SNAPPER; t done
