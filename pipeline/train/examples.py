@@ -24,7 +24,7 @@ def _clip(ids: list[int], max_len: int, eos_id: int) -> list[int]:
 
 
 def load_examples(corpus_dir: str | Path, split: str, vocab, languages: list[str], max_len: int,
-                  limit: int | None = None, pairs_by_direction=None) -> dict[str, list[Example]]:
+                  pairs_by_direction=None) -> dict[str, list[Example]]:
     """{direction: examples} for a split of the prepared corpus (or for given `pairs_by_direction`)."""
     from pipeline.data.corpus import load_split
 
@@ -32,6 +32,5 @@ def load_examples(corpus_dir: str | Path, split: str, vocab, languages: list[str
     out = {}
     for direction, pairs in sorted(pairs_by_direction.items()):
         src_lang, tgt_lang = direction.split("-")
-        chosen = pairs[:limit] if limit else pairs
-        out[direction] = encode_pairs(chosen, vocab, src_lang, tgt_lang, languages, max_len)
+        out[direction] = encode_pairs(pairs, vocab, src_lang, tgt_lang, languages, max_len)
     return out

@@ -217,8 +217,9 @@ def fit(job: TrainJob) -> dict:
     final.update(steps=trainer.global_step, resumed_from_step=start_step,
                  tokens_per_second=module.tokens_per_second, wall_seconds=wall,
                  device=str(trainer.strategy.root_device), precision=cfg.precision)
-    if bleu_fn is not None:
-        final["val_bleu_kept_checkpoint"] = float(bleu_fn(job.model))
+    if bleu_fn is not None:  # the last validation already scored the last step's weights
+        final["val_bleu_kept_checkpoint"] = (final["val_bleu"] if cfg.keep_checkpoint == "last"
+                                             and "val_bleu" in final else float(bleu_fn(job.model)))
     curves_src = job.resume_dir / "curves.csv"
     if curves_src.exists():
         job.reports_dir.mkdir(parents=True, exist_ok=True)

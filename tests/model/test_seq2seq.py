@@ -7,7 +7,7 @@ import torch
 
 from pipeline.config import ModelConfig, ModelSpec
 from pipeline.errors import PipelineError
-from pipeline.model import Seq2Seq, Seq2SeqConfig, count_parameters, is_expert_parameter
+from pipeline.model import Seq2SeqConfig, count_parameters, is_expert_parameter
 from pipeline.model.moe import FeedForward, MoELayer
 from tiny_models import random_batch, tiny_config, tiny_model
 

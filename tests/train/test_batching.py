@@ -4,7 +4,6 @@ import itertools
 import random
 
 import pytest
-import torch
 
 from pipeline.train.batching import Example, MixedBatchStream, bucket, collate
 
