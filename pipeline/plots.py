@@ -78,6 +78,38 @@ def training_curves(curves: dict[str, list[dict]], path: Path) -> bool:
     return _save(fig, path)
 
 
+def learning_curves(study: Optional[dict], path: Path) -> bool:
+    """BLEU of each model against step (left) and each model's gain over dense (right), with the
+    bootstrap intervals as bands; the end of a shared warm start as a dotted line (curves.json)."""
+    if not study or not study.get("bleu"):
+        return False
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for name, points in study["bleu"].items():
+        steps = [p["step"] for p in points]
+        axes[0].plot(steps, [p["bleu"] for p in points], marker=".", label=name)
+        axes[0].fill_between(steps, [p["low"] for p in points], [p["high"] for p in points], alpha=0.2)
+    for name, points in study.get("gain_vs_dense", {}).items():
+        steps = [p["step"] for p in points]
+        axes[1].plot(steps, [p["diff"] for p in points], marker=".", label=f"{name} − dense")
+        axes[1].fill_between(steps, [p["low"] for p in points], [p["high"] for p in points], alpha=0.2)
+    axes[1].axhline(0, color="black", linewidth=0.8)
+    setup = study.get("setup", {})
+    warm = setup.get("warmstart_steps")
+    for ax in axes:
+        if warm:
+            ax.axvline(warm, color="grey", linestyle=":", label="end of shared warm start")
+        ax.set_xlabel("training step")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+    n, conf = setup.get("sentences_per_direction", "?"), setup.get("confidence", 0.95)
+    axes[0].set_ylabel("average greedy BLEU (validation)")
+    axes[0].set_title(f"learning curves ({n} validation sentences per direction)")
+    axes[1].set_ylabel("BLEU difference to dense")
+    axes[1].set_title(f"gain over dense, {conf:.0%} paired bootstrap band")
+    return _save(fig, path)
+
+
 def throughput_vs_batch(benchmark: Optional[dict], path: Path) -> bool:
     """Decoded tokens/s against batch size for every benchmarked model."""
     models = (benchmark or {}).get("models", {})

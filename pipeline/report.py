@@ -78,6 +78,7 @@ class Inputs:
     expert_usage: dict[str, dict] = field(default_factory=dict)
     corpus_meta: Optional[dict] = None
     lock: Optional[dict] = None
+    study: Optional[dict] = None  # reports/curves.json: the learning-curve study
 
     @property
     def systems(self) -> list[str]:
@@ -135,6 +136,7 @@ def load_inputs(reports_dir: str | Path, models_dir: str | Path, corpus_dir: str
         if (reports / "train" / name / "curves.csv").exists():
             inputs.curves[name] = _read_curves(reports / "train" / name / "curves.csv")
     inputs.benchmark = _optional_json(reports / "benchmark.json")
+    inputs.study = _optional_json(reports / "curves.json")
     inputs.extract = _optional_json(reports / "extract.json")
     inputs.prepare_stats = _optional_json(reports / "prepare" / "stats.json")
     inputs.corpus_meta = _optional_json(Path(corpus_dir) / "meta.json")
@@ -178,8 +180,57 @@ def headline(inputs: Inputs) -> str:
     if c["fractions"]:
         parts.append("The paper's 32.25% divides the student's gain by the task-MoE's gain; against its "
                      "own teacher the paper's numbers give 43.5%.")
+    curve = _curve_words(inputs, TEACHER)
+    if curve:
+        parts.append(f"Learning curves (validation): {curve}")
     parts.append(_throughput_words(inputs.benchmark))
     return " ".join(parts)
+
+
+def _seconds_per_step(inputs: Inputs, name: str) -> Optional[float]:
+    m = inputs.train.get(name, {})
+    if m.get("wall_seconds") and m.get("steps"):
+        return m["wall_seconds"] / m["steps"]
+    return None
+
+
+def _curve_words(inputs: Inputs, name: str) -> Optional[str]:
+    """One sentence on `name`'s gain over dense along the learning curve, and the extrapolated budget."""
+    study = inputs.study or {}
+    gains = study.get("gain_vs_dense", {}).get(name)
+    if not gains:
+        return None
+    setup = study.get("setup", {})
+    conf = f"{setup.get('confidence', 0.95):.0%}"
+    last, first = gains[-1], study.get("first_significant_step", {}).get(name)
+    text = (f"{name} − dense at step {last['step']:,} is {last['diff']:+.2f} BLEU ({conf} CI "
+            f"[{last['low']:+.2f}, {last['high']:+.2f}]); ")
+    if first is not None:
+        text += f"the gain first excludes 0 at step {first:,}."
+    else:
+        text += f"the gain is not significant at any validation step up to {last['step']:,}."
+    extra = (study.get("extrapolation", {}).get(name) or {})
+    sig, target = extra.get("significant"), extra.get("target")
+    if first is None and sig:
+        if sig.get("step_reaching_target") is None:
+            text += (f" After the warm start the gain does not grow ({sig['slope_per_1000_steps']:+.2f} "
+                     "BLEU per 1000 steps), so these curves give no budget at which it would be "
+                     "significant.")
+        else:
+            per_step = _seconds_per_step(inputs, name)
+            steps = sig["step_reaching_target"]
+            budget = f"about step {steps:,.0f}"
+            if per_step:
+                budget += f" (~{steps * per_step / 3600:.1f} h of training per model at this run's speed)"
+            text += (f" Extrapolated linearly ({sig['slope_per_1000_steps']:+.2f} BLEU per 1000 steps "
+                     f"after the warm start), it would clear its interval's half-width "
+                     f"({sig['target_gain']:.2f}) at {budget}")
+            if target and target.get("step_reaching_target") is not None \
+                    and target["target_gain"] > last["diff"]:
+                text += (f" and reach {target['target_gain']:+.1f} BLEU at about step "
+                         f"{target['step_reaching_target']:,.0f}")
+            text += "; an extrapolation, not a measurement."
+    return text
 
 
 def _fraction_words(frac: Optional[dict], conf: str) -> str:
@@ -268,6 +319,41 @@ def gains_section(inputs: Inputs) -> str:
     return "\n".join(out)
 
 
+def curves_section(inputs: Inputs) -> str:
+    study = inputs.study
+    if not study or not study.get("bleu"):
+        return "## Learning curves\n\nnot available (reports/curves.json missing)"
+    setup = study.get("setup", {})
+    conf = f"{setup.get('confidence', 0.95):.0%}"
+    models = list(study["bleu"])
+    gains = study.get("gain_vs_dense", {})
+    by_step = {m: {p["step"]: p for p in points} for m, points in study["bleu"].items()}
+    gain_by_step = {m: {p["step"]: p for p in points} for m, points in gains.items()}
+    rows = []
+    for step in setup.get("steps", []):
+        row = [f"{step:,}"] + [bleu_ci(by_step[m][step]) for m in models]
+        for m in gains:
+            g = gain_by_step[m][step]
+            mark = " *" if g["significant"] else ""
+            row.append(f"{g['diff']:+.2f} [{g['low']:+.2f}, {g['high']:+.2f}]{mark}")
+        rows.append(row)
+    warm = setup.get("warmstart_steps") or 0
+    intro = (f"## Learning curves: does the MoE overtake dense, and when?\n\nGreedy BLEU on the first "
+             f"{setup.get('sentences_per_direction', '?')} validation pairs of each of "
+             f"{len(setup.get('directions', []))} directions at every validation step, averaged over "
+             f"directions, [{conf} paired bootstrap interval]; * = the gain's interval excludes 0. "
+             f"(reports/curves.json, from reports/train/<model>/val_hyps.)")
+    if warm:
+        intro += (f" Steps up to {warm:,} are the shared dense warm start: until then the models are "
+                  "the same model; after it the MoE models are upcycled copies and dense continues.")
+    out = [intro + "\n", md_table(["step"] + models + [f"{m} − dense" for m in gains], rows)]
+    for m in gains:
+        words = _curve_words(inputs, m)
+        if words:
+            out.append(f"\n- {words}")
+    return "\n".join(out)
+
+
 def paper_section(inputs: Inputs) -> str:
     c = inputs.compare
     paper = c.get("paper", {})
@@ -351,6 +437,7 @@ def wall_times(inputs: Inputs) -> list[list[str]]:
     rows = [[f"train {n}", num(m.get("wall_seconds"), 0)] for n, m in inputs.train.items()]
     rows += [[f"evaluate {n}", num(m.get("wall_seconds"), 0)] for n, m in inputs.evaluations.items()]
     rows.append(["compare", num(inputs.compare.get("setup", {}).get("wall_seconds"), 0)])
+    rows.append(["curves", num((inputs.study or {}).get("setup", {}).get("wall_seconds"), 0)])
     rows.append(["benchmark", num((inputs.benchmark or {}).get("wall_seconds"), 0)])
     return rows
 
@@ -393,6 +480,8 @@ def make_plots(inputs: Inputs, plots_dir: Path) -> dict[str, Optional[str]]:
     avg = {name: v["groups"]["avg"] for name, v in inputs.compare["systems"].items()}
     jobs = [("Quality vs serving cost", "quality_vs_cost.png",
              lambda p: plots.quality_vs_cost(avg, inputs.benchmark, p)),
+            ("Learning curves: BLEU and gain over dense by step", "learning_curves.png",
+             lambda p: plots.learning_curves(inputs.study, p)),
             ("Training curves", "training_curves.png", lambda p: plots.training_curves(inputs.curves, p)),
             ("Throughput vs batch size", "throughput_vs_batch.png",
              lambda p: plots.throughput_vs_batch(inputs.benchmark, p))]
@@ -417,7 +506,8 @@ def render(inputs: Inputs, commit: str, params: Optional[dict], made: dict[str, 
     sections = [
         "# Beyond distillation, audited: how much of the MoE gain survives?\n",
         "## Answer\n\n" + headline(inputs),
-        bleu_section(inputs), gains_section(inputs), paper_section(inputs), throughput_section(inputs),
+        bleu_section(inputs), gains_section(inputs), curves_section(inputs), paper_section(inputs),
+        throughput_section(inputs),
         "## Extraction check (reports/extract.json)\n\n" + json_tables(inputs.extract),
         training_section(inputs), data_section(inputs), plots_section(made, link_dir),
         provenance_section(inputs, commit, params)]

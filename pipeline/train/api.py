@@ -13,7 +13,7 @@ from pipeline.config import ModelSpec, Params, model_spec, to_dict
 from pipeline.errors import PipelineError
 from pipeline.io import atomic_dir, read_json, write_json
 from pipeline.train.examples import load_examples
-from pipeline.train.run import TrainJob, fit
+from pipeline.train.run import VAL_HYPS, TrainJob, fit
 
 log = logging.getLogger(__name__)
 RESUME_ROOT = Path(".resume")
@@ -156,6 +156,8 @@ def train_warmstart(params: Params, corpus_dir: Path, out_dir: Path, reports_dir
     if steps == 0:
         with atomic_dir(out_dir) as tmp:
             write_json(tmp / WARMSTART_MARKER, {"steps": 0, "note": "models train from scratch"})
+        with atomic_dir(Path(reports_dir) / VAL_HYPS) as tmp:  # no validations: an empty curve
+            write_json(tmp / "index.json", {"model": "warmstart", "warmstart_steps": 0, "steps": []})
         write_json(Path(reports_dir) / "metrics.json", {"model": "warmstart", "steps": 0})
         return {"steps": 0}
     vocab = load_vocab(corpus_dir)

@@ -19,13 +19,14 @@ class TranslationModule(L.LightningModule):
 
     With a `teacher` and `kd.enabled`, the loss mixes in word-level distillation:
     (1 - w) * CE + w * KL(teacher || student) at temperature `kd.temperature`.
-    `bleu_fn(model) -> float` (greedy BLEU on a validation subset) runs after each validation.
+    `bleu_fn(model, step) -> float` (greedy BLEU on a validation subset) runs after each validation;
+    `step` counts a warm start's steps.
     """
 
     def __init__(self, model: torch.nn.Module, cfg: TrainConfig, pad_id: int,
                  expert_lr_scale: float = 1.0, teacher: Optional[torch.nn.Module] = None,
                  kd: Optional[WordKDConfig] = None,
-                 bleu_fn: Optional[Callable[[torch.nn.Module], float]] = None,
+                 bleu_fn: Optional[Callable[..., float]] = None,
                  schedule_offset: int = 0):
         super().__init__()
         self.model = model
@@ -83,7 +84,8 @@ class TranslationModule(L.LightningModule):
         if count:
             self.log("val_loss", total / count, prog_bar=True, sync_dist=True)
         if self.bleu_fn is not None and not self.trainer.sanity_checking:
-            self.log("val_bleu", float(self.bleu_fn(self.model)), prog_bar=True)
+            step = self.schedule_offset + self.trainer.global_step
+            self.log("val_bleu", float(self.bleu_fn(self.model, step)), prog_bar=True)
 
     # -- throughput --------------------------------------------------------------------------------
     def on_train_batch_start(self, batch, batch_idx) -> None:

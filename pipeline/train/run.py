@@ -105,27 +105,60 @@ def _write_curves(path: Path, rows: list[dict]) -> None:
         writer.writerows(rows)
 
 
-def quick_bleu_fn(vocab, valid_pairs: dict[str, list], sentences: int):
-    """Greedy BLEU averaged over directions on the first `sentences` validation pairs of each."""
+VAL_HYPS = "val_hyps"  # reports/train/<name>/val_hyps/<step>/<direction>.txt: the learning-curve data
+
+
+def quick_bleu_fn(vocab, valid_pairs: dict[str, list], sentences: int,
+                  hyps_dir: Optional[Path] = None):
+    """Greedy BLEU averaged over directions on the first `sentences` validation pairs of each.
+
+    With `hyps_dir`, `bleu(model, step)` also writes the hypotheses to `hyps_dir/<step>/<direction>.txt`
+    (`step` counts a warm start's steps too), so the learning-curve stage can score every validation
+    with intervals.
+    """
     import sacrebleu
 
     from pipeline.decode import translate
 
     greedy = DecodeConfig(beam_size=1)
 
-    def bleu(model: torch.nn.Module) -> float:
+    def bleu(model: torch.nn.Module, step: Optional[int] = None) -> float:
         was_training = model.training
         model.eval()
-        scores = []
+        scores, outputs = [], {}
         for direction, pairs in sorted(valid_pairs.items()):
             src_lang, tgt_lang = direction.split("-")
             chosen = pairs[:sentences]
             hyps = translate(model, vocab, [p.source for p in chosen], src_lang, tgt_lang, greedy)
+            outputs[direction] = hyps
             scores.append(sacrebleu.corpus_bleu(hyps, [[p.target for p in chosen]]).score)
         model.train(was_training)
+        if hyps_dir is not None and step is not None and _global_rank() == 0:
+            save_val_hyps(Path(hyps_dir), step, outputs)
         return sum(scores) / len(scores)
 
     return bleu
+
+
+def save_val_hyps(hyps_dir: Path, step: int, outputs: dict[str, list[str]]) -> None:
+    """One folder per step, written whole (a folder that exists is complete)."""
+    from pipeline.io import atomic_dir
+
+    with atomic_dir(hyps_dir / f"{step:07d}") as tmp:
+        for direction, lines in outputs.items():
+            (tmp / f"{direction}.txt").write_text(
+                "".join(line.replace("\n", " ") + "\n" for line in lines), encoding="utf-8")
+
+
+def _publish_val_hyps(src: Path, dest: Path, meta: dict) -> None:
+    """Copy the run's validation hypotheses to the reports folder, with an index of the steps."""
+    from pipeline.io import atomic_dir
+
+    steps = sorted(int(d.name) for d in src.iterdir() if d.name.isdigit()) if src.is_dir() else []
+    with atomic_dir(dest) as tmp:
+        for step in steps:
+            shutil.copytree(src / f"{step:07d}", tmp / f"{step:07d}")
+        (tmp / "index.json").write_text(json.dumps({**meta, "steps": steps}, indent=2) + "\n")
 
 
 def _resume_checkpoint(job: TrainJob) -> tuple[Optional[Path], int]:
@@ -163,6 +196,11 @@ def fit(job: TrainJob) -> dict:
         torch.set_num_threads(cfg.num_threads)
     torch.set_float32_matmul_precision("high")  # TF32 matmuls on GPUs that have them; no-op on CPU
     ckpt_path, start_step = _resume_checkpoint(job)
+    hyps_dir = job.resume_dir / VAL_HYPS
+    if hyps_dir.is_dir() and _global_rank() == 0:
+        for folder in hyps_dir.iterdir():
+            if not folder.name.isdigit() or int(folder.name) > job.schedule_offset + start_step:
+                shutil.rmtree(folder) if folder.is_dir() else folder.unlink()
 
     sizes = {d: len(ex) for d, ex in job.train_examples.items()}
     probs = temperature_probs(sizes, job.temperature)
@@ -171,7 +209,7 @@ def fit(job: TrainJob) -> dict:
                               seed=cfg.seed, start_batch=start_step)
     valid = [b for d in sorted(job.valid_examples)
              for b in fixed_batches(job.valid_examples[d], cfg.batch_tokens, cfg.max_sentences, pad, bos)]
-    bleu_fn = (quick_bleu_fn(job.vocab, job.valid_pairs, cfg.val_bleu_sentences)
+    bleu_fn = (quick_bleu_fn(job.vocab, job.valid_pairs, cfg.val_bleu_sentences, hyps_dir)
                if cfg.val_bleu_sentences else None)
     module = _TransferBatch(job.model, cfg, pad, job.expert_lr_scale, job.teacher, job.kd, bleu_fn,
                             schedule_offset=job.schedule_offset)
@@ -224,6 +262,11 @@ def fit(job: TrainJob) -> dict:
     if curves_src.exists():
         job.reports_dir.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(curves_src, job.reports_dir / "curves.csv")
+    if _global_rank() == 0:
+        _publish_val_hyps(hyps_dir, job.reports_dir / VAL_HYPS,
+                          {"model": job.name, "warmstart_steps": job.schedule_offset,
+                           "sentences_per_direction": cfg.val_bleu_sentences,
+                           "decode": "greedy", "split": "valid (first N pairs of each direction)"})
     return final
 
 

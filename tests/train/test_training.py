@@ -141,3 +141,29 @@ def test_last_checkpoint_is_refreshed_when_the_loss_rises(params, tiny_corpus, t
     last = torch.load(job.resume_dir / "last.ckpt", map_location="cpu", weights_only=False)
     assert last["global_step"] == 20 and metrics["steps"] == 20
     assert best["global_step"] == metrics["best_checkpoint_step"]
+
+
+def test_validation_translations_feed_the_learning_curves(params, tiny_corpus, tmp_path):
+    """Warm start 10 steps, then dense and token_moe 20 more: every validation's translations are
+    published under the step they were made at, and the curve study scores them."""
+    from pipeline.curves import learning_curves
+
+    params.train.val_bleu_sentences = 4
+    params.train.warmstart_steps = 10
+    params.train.max_steps = 20
+    reports = tmp_path / "reports"
+    api.train_warmstart(params, tiny_corpus, tmp_path / "warm", reports / "warmstart")
+    for name in ("dense", "token_moe"):
+        api.train_model(params, name, tiny_corpus, tmp_path / name, reports / name, tmp_path / "warm")
+    index = json.loads((reports / "token_moe" / "val_hyps" / "index.json").read_text())
+    assert index["steps"] == [20, 30] and index["warmstart_steps"] == 10
+    directions = json.loads((tiny_corpus / "meta.json").read_text())["directions"]
+    for step in index["steps"]:
+        for direction in directions:
+            assert len((reports / "token_moe" / "val_hyps" / f"{step:07d}" / f"{direction}.txt")
+                       .read_text(encoding="utf-8").splitlines()) == 4
+    study = learning_curves(reports, tiny_corpus, ["dense", "token_moe"], params.compare)
+    assert study["setup"]["steps"] == [10, 20, 30]
+    # step 10 is the shared warm start: the same translations, no difference
+    assert study["gain_vs_dense"]["token_moe"][0]["diff"] == 0
+    assert [p["step"] for p in study["bleu"]["dense"]] == [10, 20, 30]
