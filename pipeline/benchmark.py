@@ -12,7 +12,7 @@ The JSON written (`reports/benchmark.json`) has this shape, which the report rea
 {"direction", "device", "beam_size", "sentences", "models": {name: {"peak_tokens_per_second",
  "peak_sentences_per_second", "best_batch_size", "resident_params", "params_total", "weights_mb",
  "sweep": [{"batch_size", "tokens_per_second", "sentences_per_second", "peak_memory_mb", "seconds"}]}},
- "ratios_vs_token_moe": {name: ratio of peak tokens/s}}
+ "ratios_vs_token_moe": {name: ratio of peak tokens/s, None if token_moe decoded nothing}}
 """
 
 from __future__ import annotations
@@ -141,10 +141,10 @@ def run_benchmark(models_dir: Path, names: list[str], corpus_dir: Path, cfg: Ben
         figures["params_total"] = _total_params(deployable)
         result["models"][name] = figures
         model.to("cpu")
-    ref = result["models"].get("token_moe")
-    if ref:
+    ref = (result["models"].get("token_moe") or {}).get("peak_tokens_per_second")
+    if ref is not None:  # None where token_moe decoded no tokens at all (an untrained model)
         result["ratios_vs_token_moe"] = {
-            name: m["peak_tokens_per_second"] / ref["peak_tokens_per_second"]
+            name: m["peak_tokens_per_second"] / ref if ref > 0 else None
             for name, m in result["models"].items()}
     return result
 

@@ -22,9 +22,10 @@ def _main(argv=None):
                            params.evaluate.decode)
     write_json(args.out, result)
     for name, m in result["models"].items():
-        ratio = result.get("ratios_vs_token_moe", {}).get(name, float("nan"))
+        ratio = result.get("ratios_vs_token_moe", {}).get(name)
+        versus = f"{ratio:.2f}x token_moe" if ratio is not None else "no ratio to token_moe"
         print(f"{name:>14}: {m['peak_tokens_per_second']:9.0f} tokens/s peak (batch "
-              f"{m['best_batch_size']}), {ratio:.2f}x token_moe, {m['resident_params']:,} params resident")
+              f"{m['best_batch_size']}), {versus}, {m['resident_params']:,} params resident")
 
 
 main = stage_main(_main)

@@ -1,0 +1,39 @@
+"""benchmark: the ratios to token_moe, including a token_moe that decoded nothing."""
+
+from __future__ import annotations
+
+import types
+
+import pytest
+import torch
+
+from pipeline import benchmark
+from pipeline.config import BenchmarkConfig, DecodeConfig
+
+
+@pytest.mark.parametrize("token_moe_speed,expected", [(400.0, {"dense": 2.0, "token_moe": 1.0}),
+                                                      (0.0, {"dense": None, "token_moe": None})])
+def test_ratios_to_token_moe(tmp_path, monkeypatch, token_moe_speed, expected):
+    speeds = {"dense": 800.0, "token_moe": token_moe_speed}
+    module = torch.nn.Linear(2, 2)
+
+    class Deployable:
+        full_parameters = 6
+
+        def __init__(self, name):
+            self.name = name
+
+        def model_for(self, src, tgt):
+            module.name = self.name
+            return module
+
+    monkeypatch.setattr("pipeline.extract.load_deployable", lambda path: Deployable(path.name))
+    monkeypatch.setattr("pipeline.train.api.load_vocab", lambda corpus: None)
+    monkeypatch.setattr("pipeline.data.corpus.read_pairs",
+                        lambda path: [types.SimpleNamespace(source="a b")] * 3)
+    monkeypatch.setattr(benchmark, "benchmark_model",
+                        lambda model, *args: {"peak_tokens_per_second": speeds[model.name]})
+    result = benchmark.run_benchmark(tmp_path / "models", ["dense", "token_moe"], tmp_path,
+                                     BenchmarkConfig(), DecodeConfig())
+    assert result["ratios_vs_token_moe"] == expected
+    assert result["models"]["dense"]["resident_params"] == 6 and result["models"]["dense"]["params_total"] == 6
