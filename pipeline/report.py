@@ -183,8 +183,33 @@ def headline(inputs: Inputs) -> str:
     curve = _curve_words(inputs, TEACHER)
     if curve:
         parts.append(f"Learning curves (validation): {curve}")
+    if teacher and not (teacher["significant"] and teacher["diff"] > 0):
+        parts.append("So at this budget the comparison's premise, a teacher clearly better than dense, "
+                     "does not hold, and every fraction against the teacher is undefined."
+                     + _test_budget_words(inputs, teacher))
     parts.append(_throughput_words(inputs.benchmark))
     return " ".join(parts)
+
+
+def _test_budget_words(inputs: Inputs, teacher: dict) -> str:
+    """Where the validation curve's fitted line would reach the half-width of the test interval."""
+    line = ((inputs.study or {}).get("extrapolation", {}).get(TEACHER) or {}).get("significant")
+    if not line:
+        return ""
+    half = (teacher["high"] - teacher["low"]) / 2
+    slope = line["slope_per_1000_steps"] / 1000
+    if slope <= 0:
+        return (" The validation gain does not grow after the warm start, so the curves give no budget "
+                "at which it would.")
+    steps = (half - line["intercept"]) / slope
+    last = inputs.study["setup"]["steps"][-1]
+    if steps <= last:
+        return ""
+    per_step = _seconds_per_step(inputs, TEACHER)
+    hours = f" (~{steps * per_step / 3600:.1f} h of training per model at this run's speed)" if per_step else ""
+    return (f" Extrapolating the validation gain's line, it would reach the test interval's half-width "
+            f"({half:.2f} BLEU) at about step {steps:,.0f}{hours}: a rough budget for a significant "
+            "gain, not a measurement.")
 
 
 def _seconds_per_step(inputs: Inputs, name: str) -> Optional[float]:

@@ -130,3 +130,27 @@ def test_json_tables_turn_records_into_rows():
     text = json_tables({"passed": True, "tasks": {"de": {"diff": 1e-6}, "fr": {"diff": 2e-6}}})
     assert "| passed | True |" in text and "| de | 1e-06 |" in text
     assert json_tables(None) == "not available"
+
+
+def test_headline_gives_the_budget_when_the_teacher_gain_is_not_significant(tmp_path):
+    root = write_inputs(tmp_path, {"dense": 0.5, "token_moe": 0.5, "task_moe": 0.7, "student": 0.5,
+                                   "task_moe_sub": 0.7})
+    answer = render(root).split("## Answer")[1].split("##")[0]
+    assert "+0.00 BLEU (95% CI [+0.00, +0.00]" in answer and "not statistically significant" in answer
+    assert "the comparison's premise, a teacher clearly better than dense, does not hold" in answer
+    # the fixture's validation line (+8 BLEU per 1000 steps, intercept -7.75) meets a zero-width test
+    # interval before its last step: no budget to extrapolate
+    assert "test interval's half-width" not in answer
+
+
+def test_budget_from_the_validation_line_and_the_test_interval(tmp_path):
+    from pipeline.report import Inputs, _test_budget_words
+
+    study = json.loads((FIXTURES / "reports" / "curves.json").read_text())
+    inputs = Inputs(compare={"systems": {}}, study=study,
+                    train={"token_moe": {"wall_seconds": 1800.0, "steps": 1000}})
+    words = _test_budget_words(inputs, {"low": -10.0, "high": 10.0})  # half-width 10 BLEU
+    # step = (10 + 7.75) / 0.008 = 2,219; 1.8 s per step -> 1.1 h
+    assert "half-width (10.00 BLEU) at about step 2,219 (~1.1 h of training per model" in words
+    study["extrapolation"]["token_moe"]["significant"]["slope_per_1000_steps"] = -1.0
+    assert "does not grow after the warm start" in _test_budget_words(inputs, {"low": -1.0, "high": 1.0})
