@@ -93,8 +93,11 @@ def test_warm_start_upcycles_and_continues_the_schedule(params, tiny_corpus, tmp
 
 
 def test_no_warm_start_writes_a_marker_only(params, tiny_corpus, tmp_path):
+    params.train.warmstart_steps = 0
     api.train_warmstart(params, tiny_corpus, tmp_path / "warm", tmp_path / "warm_r")
     assert sorted(p.name for p in (tmp_path / "warm").iterdir()) == ["warmstart.json"]
+    index = json.loads((tmp_path / "warm_r" / "val_hyps" / "index.json").read_text())
+    assert index["steps"] == [] and index["warmstart_steps"] == 0  # an empty curve, still a DVC output
     vocab, languages = api.load_vocab(tiny_corpus), api.corpus_languages(tiny_corpus)
     assert api.warm_start(api.build_model(params, "dense", vocab, languages), tmp_path / "warm") == 0
 
