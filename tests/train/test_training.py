@@ -170,3 +170,19 @@ def test_validation_translations_feed_the_learning_curves(params, tiny_corpus, t
     # step 10 is the shared warm start: the same translations, no difference
     assert study["gain_vs_dense"]["token_moe"][0]["diff"] == 0
     assert [p["step"] for p in study["bleu"]["dense"]] == [10, 20, 30]
+
+
+def test_resume_drops_validation_translations_past_the_checkpoint(params, tiny_corpus, tmp_path, monkeypatch):
+    """Translations saved after the resumed checkpoint (or left half-written) must not reach the curve."""
+    params.train.val_bleu_sentences = 2
+    params.train.max_steps = 10
+    fit(job_for(params, "dense", tiny_corpus, tmp_path, "r"))  # "interrupted" after step 10
+    hyps = api.RESUME_ROOT / "dense" / "val_hyps"
+    (hyps / "0000030").mkdir()  # from a run that got further before the interruption
+    (hyps / ".0000020.tmp-abc").mkdir()  # a folder cut short while being written
+    params.train.max_steps = 20
+    job = job_for(params, "dense", tiny_corpus, tmp_path, "r")
+    assert fit(job)["resumed_from_step"] == 10
+    index = json.loads((job.reports_dir / "val_hyps" / "index.json").read_text())
+    assert index["steps"] == [10, 20]
+    assert sorted(p.name for p in hyps.iterdir()) == ["0000010", "0000020"]
