@@ -233,7 +233,11 @@ def fit(job: TrainJob) -> dict:
         enable_model_summary=False, default_root_dir=job.resume_dir, use_distributed_sampler=False,
     )
     train_loader = torch.utils.data.DataLoader(stream, batch_size=None)
-    valid_loader = torch.utils.data.DataLoader(valid, batch_size=None)
+    # Its own generator: each validation pass starts an iterator, which would otherwise draw its seed
+    # from the global RNG and so shift the dropout masks of every later training step (the training
+    # trajectory would then depend on train.val_every).
+    valid_loader = torch.utils.data.DataLoader(valid, batch_size=None,
+                                               generator=torch.Generator().manual_seed(cfg.seed))
     started = time.perf_counter()
     trainer.fit(module, train_loader, valid_loader, ckpt_path=str(ckpt_path) if ckpt_path else None)
     wall = time.perf_counter() - started

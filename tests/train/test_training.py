@@ -186,3 +186,19 @@ def test_resume_drops_validation_translations_past_the_checkpoint(params, tiny_c
     index = json.loads((job.reports_dir / "val_hyps" / "index.json").read_text())
     assert index["steps"] == [10, 20]
     assert sorted(p.name for p in hyps.iterdir()) == ["0000010", "0000020"]
+
+
+def test_validation_does_not_change_the_training_trajectory(params, tiny_corpus, tmp_path):
+    """Validating (loss and greedy translations) more or less often leaves the trained weights as they are,
+    with dropout on: the learning curves observe training without perturbing it."""
+    params.model.dropout = 0.3
+    params.train.max_steps = 12
+    params.train.val_bleu_sentences = 2
+    weights = {}
+    for val_every in (3, 12):
+        params.train.val_every = val_every
+        job = job_for(params, "dense", tiny_corpus, tmp_path, f"every{val_every}")
+        fit(job)
+        weights[val_every] = {k: v.clone() for k, v in job.model.state_dict().items()}
+    assert weights[3].keys() == weights[12].keys()
+    assert all(torch.equal(weights[3][k], weights[12][k]) for k in weights[3])
