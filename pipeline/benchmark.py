@@ -125,6 +125,7 @@ def run_benchmark(models_dir: Path, names: list[str], corpus_dir: Path, cfg: Ben
     from pipeline.extract import load_deployable
     from pipeline.train.api import load_vocab
 
+    started = time.perf_counter()
     device = _device()
     vocab = load_vocab(corpus_dir)
     src_lang, tgt_lang = cfg.direction.split("-")
@@ -146,6 +147,7 @@ def run_benchmark(models_dir: Path, names: list[str], corpus_dir: Path, cfg: Ben
         result["ratios_vs_token_moe"] = {
             name: m["peak_tokens_per_second"] / ref if ref > 0 else None
             for name, m in result["models"].items()}
+    result["wall_seconds"] = time.perf_counter() - started
     return result
 
 

@@ -9,6 +9,7 @@ distribution, `pipeline.train.losses.word_kd_loss`) is an option and can be comb
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 from tqdm import tqdm
@@ -39,6 +40,7 @@ def translate_training_sources(teacher_dir: Path, corpus_dir: Path, out_dir: Pat
 
     import torch
 
+    started = time.perf_counter()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     teacher = load_checkpoint(teacher_dir, device=device).eval()
     vocab = load_vocab(corpus_dir)
@@ -63,6 +65,7 @@ def translate_training_sources(teacher_dir: Path, corpus_dir: Path, out_dir: Pat
                     handle.write(f"{pair.id}\t{_clean(pair.source)}\t{_clean(target)}\n")
             stats["directions"][direction] = {"pairs": len(pairs), "teacher": len(pairs) - empty,
                                               "empty_kept_reference": empty}
+        stats["wall_seconds"] = time.perf_counter() - started
         write_json(tmp / "meta.json", stats)
     return stats
 

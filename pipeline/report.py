@@ -79,6 +79,7 @@ class Inputs:
     corpus_meta: Optional[dict] = None
     lock: Optional[dict] = None
     study: Optional[dict] = None  # reports/curves.json: the learning-curve study
+    distill_data: Optional[dict] = None  # data/distill/meta.json, as the student's meta.json keeps it
 
     @property
     def systems(self) -> list[str]:
@@ -133,6 +134,8 @@ def load_inputs(reports_dir: str | Path, models_dir: str | Path, corpus_dir: str
         for attr, value in found.items():
             if value:
                 getattr(inputs, attr)[name] = value
+        if name == "student":
+            inputs.distill_data = (_optional_json(models / name / "meta.json") or {}).get("distill_data")
         if (reports / "train" / name / "curves.csv").exists():
             inputs.curves[name] = _read_curves(reports / "train" / name / "curves.csv")
     inputs.benchmark = _optional_json(reports / "benchmark.json")
@@ -459,11 +462,17 @@ def _train_cell(key: str, value) -> str:
 
 
 def wall_times(inputs: Inputs) -> list[list[str]]:
-    rows = [[f"train {n}", num(m.get("wall_seconds"), 0)] for n, m in inputs.train.items()]
-    rows += [[f"evaluate {n}", num(m.get("wall_seconds"), 0)] for n, m in inputs.evaluations.items()]
-    rows.append(["compare", num(inputs.compare.get("setup", {}).get("wall_seconds"), 0)])
-    rows.append(["curves", num((inputs.study or {}).get("setup", {}).get("wall_seconds"), 0)])
-    rows.append(["benchmark", num((inputs.benchmark or {}).get("wall_seconds"), 0)])
+    """Seconds per stage as each stage recorded it (n/a where its output has no wall_seconds)."""
+    seconds = [(f"train {n}", m.get("wall_seconds")) for n, m in inputs.train.items()]
+    seconds.append(("distill_data (the teacher translates)", (inputs.distill_data or {}).get("wall_seconds")))
+    seconds.append(("extract", (inputs.extract or {}).get("wall_seconds")))
+    seconds += [(f"evaluate {n}", m.get("wall_seconds")) for n, m in inputs.evaluations.items()]
+    seconds.append(("compare", inputs.compare.get("setup", {}).get("wall_seconds")))
+    seconds.append(("curves", (inputs.study or {}).get("setup", {}).get("wall_seconds")))
+    seconds.append(("benchmark", (inputs.benchmark or {}).get("wall_seconds")))
+    rows = [[stage, num(value, 0)] for stage, value in seconds]
+    known = [value for _, value in seconds if isinstance(value, (int, float))]
+    rows.append(["total of the stages above", num(sum(known), 0) if known else "n/a"])
     return rows
 
 

@@ -7,6 +7,7 @@ teacher-forced (fp32, eval) by the full model and by the sub-network serving tha
 
 import logging
 import sys
+import time
 from pathlib import Path
 
 from pipeline.cli import parser, stage_main
@@ -43,6 +44,7 @@ def _main(argv=None):
     from pipeline.io import read_json, write_json
     from pipeline.model import load_checkpoint
 
+    started = time.perf_counter()
     model = load_checkpoint(args.model)
     directions = read_json(args.corpus / "meta.json").get("directions") or []
     if not directions:
@@ -78,6 +80,7 @@ def _main(argv=None):
         "max_abs_logit_diff": max((t["max_abs_logit_diff"] for t in tasks.values()), default=0.0),
         "full_parameters": model.parameter_count().total,
         "tasks": tasks,
+        "wall_seconds": time.perf_counter() - started,
     })
 
 

@@ -1,6 +1,7 @@
 """Distillation: the teacher's translations become the student's data; bad teachers are rejected clearly."""
 
 import copy
+import json
 
 import pytest
 
@@ -40,6 +41,8 @@ def test_teacher_translations_replace_the_targets_of_every_pair(teacher_dir, tin
     original = load_split(tiny_corpus, "train")
     distilled = load_split(tmp_path / "distill", "train")
     assert sorted(distilled) == sorted(original)
+    assert json.loads((tmp_path / "distill" / "meta.json").read_text()) == stats
+    assert stats["wall_seconds"] > 0  # the report's wall-time table reads it
     for direction, pairs in original.items():
         assert [p.id for p in distilled[direction]] == [p.id for p in pairs]
         assert [p.source for p in distilled[direction]] == [p.source for p in pairs]

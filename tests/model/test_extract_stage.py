@@ -39,6 +39,7 @@ def test_stage_writes_verified_subnetworks_and_report(setup):
     assert report["max_abs_logit_diff"] < 1e-5
     assert set(report["tasks"]["de"]["per_direction"]) == {"en-de"}
     assert 0 < report["tasks"]["de"]["resident_fraction"] < 1
+    assert report["wall_seconds"] > 0  # the report's wall-time table reads it
 
 
 def test_stage_fails_and_writes_nothing_above_tolerance(setup, monkeypatch, capsys):

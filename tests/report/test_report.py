@@ -154,3 +154,26 @@ def test_budget_from_the_validation_line_and_the_test_interval(tmp_path):
     assert "half-width (10.00 BLEU) at about step 2,219 (~1.1 h of training per model" in words
     study["extrapolation"]["token_moe"]["significant"]["slope_per_1000_steps"] = -1.0
     assert "does not grow after the warm start" in _test_budget_words(inputs, {"low": -1.0, "high": 1.0})
+
+
+def test_wall_time_table_covers_every_costly_stage_and_sums_them(tmp_path):
+    root = write_inputs(tmp_path, SHARES)
+    extract = json.loads((root / "reports" / "extract.json").read_text())
+    (root / "reports" / "extract.json").write_text(json.dumps({**extract, "wall_seconds": 4.0}))
+    student = root / "models" / "student"
+    student.mkdir(parents=True)
+    (student / "meta.json").write_text(json.dumps({"distill_data": {"wall_seconds": 100.0}}))
+    table = render(root).split("### Wall time per stage (seconds)")[1].split("###")[0]
+    rows = dict(line.strip("|").split("|")[:2] for line in table.strip().splitlines()[2:])
+    rows = {k.strip(): v.strip() for k, v in rows.items()}
+    assert rows["distill_data (the teacher translates)"] == "100"
+    assert rows["extract"] == "4" and rows["benchmark"] == "12"  # 12.5 rounds to even
+    # three trainings of 30.5 s, five evaluations of 3 s, compare 1, curves 2: everything recorded is summed
+    assert rows["total of the stages above"] == f"{3 * 30.5 + 100 + 4 + 5 * 3 + 1 + 2 + 12.5:.0f}"
+
+
+def test_wall_time_table_says_n_a_where_a_stage_recorded_no_time(tmp_path):
+    root = write_inputs(tmp_path, SHARES, with_fixtures=False)
+    table = render(root).split("### Wall time per stage (seconds)")[1].split("###")[0]
+    assert "| distill_data (the teacher translates) | n/a |" in table and "| benchmark | n/a |" in table
+    assert "| total of the stages above | 1 |" in table  # only compare recorded its time
