@@ -85,14 +85,20 @@ def learning_curves(study: Optional[dict], path: Path) -> bool:
         return False
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    # One colour per model in both panels (the gain panel has no dense line).
+    colours = {name: f"C{i}" for i, name in enumerate(study["bleu"])}
     for name, points in study["bleu"].items():
         steps = [p["step"] for p in points]
-        axes[0].plot(steps, [p["bleu"] for p in points], marker=".", label=name)
-        axes[0].fill_between(steps, [p["low"] for p in points], [p["high"] for p in points], alpha=0.2)
+        axes[0].plot(steps, [p["bleu"] for p in points], marker=".", label=name, color=colours[name])
+        axes[0].fill_between(steps, [p["low"] for p in points], [p["high"] for p in points], alpha=0.2,
+                             color=colours[name])
     for name, points in study.get("gain_vs_dense", {}).items():
         steps = [p["step"] for p in points]
-        axes[1].plot(steps, [p["diff"] for p in points], marker=".", label=f"{name} − dense")
-        axes[1].fill_between(steps, [p["low"] for p in points], [p["high"] for p in points], alpha=0.2)
+        colour = colours.get(name)
+        axes[1].plot(steps, [p["diff"] for p in points], marker=".", label=f"{name} − dense",
+                     color=colour)
+        axes[1].fill_between(steps, [p["low"] for p in points], [p["high"] for p in points], alpha=0.2,
+                             color=colour)
     axes[1].axhline(0, color="black", linewidth=0.8)
     setup = study.get("setup", {})
     warm = setup.get("warmstart_steps")

@@ -142,12 +142,12 @@ def quick_bleu_fn(vocab, valid_pairs: dict[str, list], sentences: int,
 
 def save_val_hyps(hyps_dir: Path, step: int, outputs: dict[str, list[str]]) -> None:
     """One folder per step, written whole (a folder that exists is complete)."""
+    from pipeline.evaluate import write_lines
     from pipeline.io import atomic_dir
 
     with atomic_dir(hyps_dir / f"{step:07d}") as tmp:
         for direction, lines in outputs.items():
-            (tmp / f"{direction}.txt").write_text(
-                "".join(line.replace("\n", " ") + "\n" for line in lines), encoding="utf-8")
+            write_lines(tmp / f"{direction}.txt", lines)
 
 
 def _publish_val_hyps(src: Path, dest: Path, meta: dict) -> None:
