@@ -163,7 +163,7 @@ def headline(inputs: Inputs) -> str:
     parts = []
     teacher, dense = _avg(c["vs_baseline"], TEACHER), _avg(c["systems"], BASELINE)
     if teacher:
-        verdict = ("not statistically significant" if not teacher["significant"]
+        verdict = ("not statistically significant (the interval includes 0)" if not teacher["significant"]
                    else "a significant gain" if teacher["diff"] > 0 else "a significant loss")
         parts.append(
             f"Averaged over {n_dirs} test directions, the token-MoE teacher scores "
@@ -202,6 +202,8 @@ def _test_budget_words(inputs: Inputs, teacher: dict) -> str:
     half = (teacher["high"] - teacher["low"]) / 2
     slope = line["slope_per_1000_steps"] / 1000
     if slope <= 0:
+        if (inputs.study.get("first_significant_step") or {}).get(TEACHER) is None:
+            return ""  # the learning-curve sentence has said it (_curve_words)
         return (" The validation gain does not grow after the warm start, so the curves give no budget "
                 "at which it would.")
     steps = (half - line["intercept"]) / slope

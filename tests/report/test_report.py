@@ -153,7 +153,23 @@ def test_budget_from_the_validation_line_and_the_test_interval(tmp_path):
     # step = (10 + 7.75) / 0.008 = 2,219; 1.8 s per step -> 1.1 h
     assert "half-width (10.00 BLEU) at about step 2,219 (~1.1 h of training per model" in words
     study["extrapolation"]["token_moe"]["significant"]["slope_per_1000_steps"] = -1.0
+    # never significant on validation: the learning-curve sentence already says the gain does not grow
+    assert study["first_significant_step"]["token_moe"] is None
+    assert _test_budget_words(inputs, {"low": -1.0, "high": 1.0}) == ""
+    study["first_significant_step"]["token_moe"] = 750  # significant once, yet not on the test set
     assert "does not grow after the warm start" in _test_budget_words(inputs, {"low": -1.0, "high": 1.0})
+
+
+def test_headline_says_once_that_the_validation_gain_does_not_grow(tmp_path):
+    root = write_inputs(tmp_path, {"dense": 0.5, "token_moe": 0.5, "task_moe": 0.7, "student": 0.5,
+                                   "task_moe_sub": 0.7})
+    study = json.loads((root / "reports" / "curves.json").read_text())
+    study["extrapolation"]["token_moe"]["significant"].update(slope_per_1000_steps=-1.0,
+                                                              step_reaching_target=None)
+    (root / "reports" / "curves.json").write_text(json.dumps(study))
+    answer = render(root).split("## Answer")[1].split("##")[0]
+    assert "not statistically significant (the interval includes 0)" in answer
+    assert answer.count("does not grow") == 1 and "no budget at which it would be significant" in answer
 
 
 def test_wall_time_table_covers_every_costly_stage_and_sums_them(tmp_path):
