@@ -238,7 +238,7 @@ def _curve_words(inputs: Inputs, name: str) -> Optional[str]:
     if first is not None:
         text += f"the gain first excludes 0 at step {first:,}."
     else:
-        text += f"the gain is not significant at any validation step up to {last['step']:,}."
+        text += f"its interval is above 0 at no validation step up to {last['step']:,}."
     extra = (study.get("extrapolation", {}).get(name) or {})
     sig, target = extra.get("significant"), extra.get("target")
     if first is None and sig:

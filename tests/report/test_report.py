@@ -81,7 +81,7 @@ def test_full_report_has_headline_tables_and_figures(tmp_path):
     assert "Steps up to 500 are the shared dense warm start" in text
     assert "| 1,500 | 23.33 [15.83, 31.27] |" in text and "| +10.83 [+5.83, +17.10] * |" in text
     assert ("Learning curves (validation): token_moe − dense at step 1,500 is +5.00 BLEU (95% CI "
-            "[-9.17, +17.54]); the gain is not significant at any validation step up to 1,500. "
+            "[-9.17, +17.54]); its interval is above 0 at no validation step up to 1,500. "
             "Extrapolated linearly (+8.00 BLEU per 1000 steps after the warm start), it would clear "
             "its interval's half-width (13.35) at about step 2,638 (~1.1 h of training per model at this run's speed); an "
             "extrapolation, not a measurement.") in answer
