@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import platform
+import subprocess
 from pathlib import Path
 from typing import Optional
 
@@ -43,3 +44,24 @@ def lock_hashes(lock: Optional[dict]) -> list[list[str]]:
         for out in entry.get("outs") or []:
             rows.append([stage, out.get("path", "?"), out.get("md5") or out.get("etag") or "n/a"])
     return rows
+
+
+# What the pipeline itself writes into git-tracked files: a run changes them before they are committed,
+# so they do not make the code version "dirty".
+PIPELINE_OUTPUTS = ("reports", "dvc.lock")
+
+
+def code_commit(cwd: str | Path | None = None, outputs: tuple[str, ...] = PIPELINE_OUTPUTS) -> str:
+    """The git commit of the code, with `+dirty` when a tracked file outside `outputs` differs from it
+    (a changed module or params.yaml; not the reports and dvc.lock the run is writing)."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True,
+                              check=True).stdout.strip()
+
+    try:
+        sha = git("rev-parse", "HEAD")
+        changed = git("status", "--porcelain", "--untracked-files=no", "--", ".",
+                      *(f":(exclude){path}" for path in outputs))
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return sha + ("+dirty" if changed else "")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 
-from pipeline.cli import git_commit, parser, stage_main
+from pipeline.cli import parser, stage_main
 from pipeline.config import load_params, to_dict
 
 log = logging.getLogger(__name__)
@@ -23,10 +23,11 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     params = load_params(args.params)
 
+    from pipeline.provenance import code_commit
     from pipeline.report import write_report
 
     write_report(args.reports, args.models_dir, args.corpus, args.out, args.plots,
-                 commit=git_commit(), params=to_dict(params), lock_path=args.lock)
+                 commit=code_commit(), params=to_dict(params), lock_path=args.lock)
     log.info("wrote %s and %s/", args.out, args.plots)
 
 
