@@ -1,4 +1,4 @@
-"""What every stage script shares: argument parsing, the one-line error contract, provenance."""
+"""What every stage script shares: argument parsing and the one-line error contract."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import argparse
 import functools
 import logging
 import os
-import subprocess
 import sys
 from typing import Callable
 
@@ -37,15 +36,3 @@ def parser(description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--params", default="params.yaml", help="the params file (default: params.yaml)")
     return p
-
-
-def git_commit() -> str:
-    """The code version: the commit, with `+dirty` when tracked files differ from it."""
-    try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                             check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, check=True).stdout.strip()
-        return sha + ("+dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"

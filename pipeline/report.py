@@ -79,7 +79,7 @@ class Inputs:
     corpus_meta: Optional[dict] = None
     lock: Optional[dict] = None
     study: Optional[dict] = None  # reports/curves.json: the learning-curve study
-    distill_data: Optional[dict] = None  # data/distill/meta.json, as the student's meta.json keeps it
+    distill_data: Optional[dict] = None  # data/distill/meta.json, as the distilled model's meta.json keeps it
 
     @property
     def systems(self) -> list[str]:
@@ -125,17 +125,18 @@ def load_inputs(reports_dir: str | Path, models_dir: str | Path, corpus_dir: str
     names = set(inputs.systems)
     names |= {p.name for p in (reports / "train").glob("*") if p.is_dir()}
     for name in sorted(names):
+        model_meta = _optional_json(models / name / "meta.json") or {}
         found = {
             "evaluations": _optional_json(reports / "evaluate" / name / "metrics.json"),
             "train": _optional_json(reports / "train" / name / "metrics.json"),
             "model_configs": _optional_json(models / name / "config.json"),
-            "expert_usage": (_optional_json(models / name / "meta.json") or {}).get("expert_usage"),
+            "expert_usage": model_meta.get("expert_usage"),
         }
         for attr, value in found.items():
             if value:
                 getattr(inputs, attr)[name] = value
-        if name == "student":
-            inputs.distill_data = (_optional_json(models / name / "meta.json") or {}).get("distill_data")
+        if model_meta.get("distill_data"):  # the student keeps data/distill/meta.json in its meta.json
+            inputs.distill_data = model_meta["distill_data"]
         if (reports / "train" / name / "curves.csv").exists():
             inputs.curves[name] = _read_curves(reports / "train" / name / "curves.csv")
     inputs.benchmark = _optional_json(reports / "benchmark.json")
