@@ -129,6 +129,10 @@ class DistillConfig:
     teacher: str = "token_moe"
     student_init: str = "teacher"  # teacher (non-expert weights) | fresh
     ffn_init: str = "expert_mean"  # at former MoE positions: fresh | expert_mean
+    # continue: a student initialised from the teacher takes up the teacher's lr schedule where the
+    # teacher stopped (warm start + its steps), as the upcycled models take up the warm start's;
+    # restart: warmup from 0 again. A fresh student always starts the schedule at step 0.
+    lr_schedule: str = "continue"
     sequence_level: bool = True  # train on the teacher's translations of the training sources
     decode: DecodeConfig = field(default_factory=lambda: DecodeConfig(beam_size=1))
     word_level: WordKDConfig = field(default_factory=WordKDConfig)
@@ -349,6 +353,7 @@ def validate(p: Params, source: str = "params.yaml") -> None:
     need(ds.teacher in p.models, "distill.teacher", f"names no model in models: {ds.teacher!r}")
     need(ds.student_init in ("teacher", "fresh"), "distill.student_init", "must be teacher or fresh")
     need(ds.ffn_init in ("fresh", "expert_mean"), "distill.ffn_init", "must be fresh or expert_mean")
+    need(ds.lr_schedule in ("continue", "restart"), "distill.lr_schedule", "must be continue or restart")
     need(ds.sequence_level or ds.word_level.enabled, "distill",
          "needs sequence_level or word_level.enabled (or both)")
     need(0 <= ds.word_level.weight <= 1, "distill.word_level.weight", "must be in [0, 1]")

@@ -2,7 +2,9 @@
 
 Sequence-level KD (Kim & Rush 2016), the paper's method: the teacher translates the source side of every
 training direction, and the student (the dense baseline's architecture, initialised from the teacher's
-non-expert weights) trains on those translations. Word-level KD (a KL term against the teacher's token
+non-expert weights) trains on those translations, taking up the teacher's learning-rate schedule where
+the teacher stopped (`distill.lr_schedule: continue`; a fresh warmup to the peak rate would undo much of
+what it starts from). Word-level KD (a KL term against the teacher's token
 distribution, `pipeline.train.losses.word_kd_loss`) is an option and can be combined with it.
 """
 
@@ -31,16 +33,20 @@ def translate_training_sources(teacher_dir: Path, corpus_dir: Path, out_dir: Pat
 
     With `sequence_level` off the original targets are kept (word-level KD alone). Where the teacher's
     translation comes out empty (an undertrained teacher stops at once), the reference is kept instead, so
-    no training pair is lost; `meta.json` counts these per direction and the report shows them.
+    no training pair is lost; `meta.json` counts these per direction, with the BLEU of the targets written
+    against the references (how much worse than the references the student's data is), and the report
+    shows them.
     """
     from pipeline.data.corpus import load_split
     from pipeline.decode import translate
     from pipeline.model.checkpoint import load_checkpoint
     from pipeline.train.api import load_vocab
 
+    import sacrebleu
     import torch
 
     started = time.perf_counter()
+    metric = sacrebleu.BLEU()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     teacher = load_checkpoint(teacher_dir, device=device).eval()
     vocab = load_vocab(corpus_dir)
@@ -57,14 +63,22 @@ def translate_training_sources(teacher_dir: Path, corpus_dir: Path, out_dir: Pat
                                     decode_cfg)
             else:
                 targets = [p.target for p in pairs]
-            empty = 0
+            empty, written = 0, []
             with (tmp / "train" / f"{direction}.tsv").open("w", encoding="utf-8") as handle:
                 for pair, target in zip(pairs, targets):
                     if not _clean(target):
                         target, empty = pair.target, empty + 1
-                    handle.write(f"{pair.id}\t{_clean(pair.source)}\t{_clean(target)}\n")
+                    written.append(_clean(target))
+                    handle.write(f"{pair.id}\t{_clean(pair.source)}\t{written[-1]}\n")
             stats["directions"][direction] = {"pairs": len(pairs), "teacher": len(pairs) - empty,
                                               "empty_kept_reference": empty}
+            if sequence_level:  # how good the student's targets are: the teacher's BLEU on its training data
+                bleu = metric.corpus_score(written, [[_clean(p.target) for p in pairs]])
+                stats["directions"][direction]["bleu_vs_reference"] = round(bleu.score, 2)
+        if sequence_level and stats["directions"]:
+            scores = [d["bleu_vs_reference"] for d in stats["directions"].values()]
+            stats["bleu_vs_reference_avg"] = round(sum(scores) / len(scores), 2)
+            stats["bleu_signature"] = metric.get_signature().format()
         stats["wall_seconds"] = time.perf_counter() - started
         write_json(tmp / "meta.json", stats)
     return stats
@@ -83,6 +97,23 @@ def check_compatible(teacher, vocab, corpus_dir: Path, what: str) -> None:
                             f"{languages}: retrain the teacher")
 
 
+def teacher_steps(teacher_dir: Path) -> int:
+    """Steps on the teacher's lr schedule when it stopped: its warm start's plus its own (meta.json)."""
+    path = Path(teacher_dir) / "meta.json"
+    hint = "rerun the teacher's train stage, or set distill.lr_schedule: restart"
+    if not path.exists():
+        raise PipelineError(f"{path}: file not found, so no step to continue the lr schedule from ({hint})")
+    meta = read_json(path)
+    try:
+        steps = int(meta["train"]["steps"])
+        warm = int(meta.get("warmstart_steps") or 0)
+    except (KeyError, TypeError, ValueError):
+        raise PipelineError(f"{path}: no train.steps to continue the lr schedule from ({hint})") from None
+    if steps < 0 or warm < 0:
+        raise PipelineError(f"{path}: negative steps ({warm} + {steps}) ({hint})")
+    return warm + steps
+
+
 def train_student(params: Params, teacher_dir: Path, corpus_dir: Path, distill_dir: Path,
                   out_dir: Path, reports_dir: Path) -> dict:
     """Train the dense student on the teacher's translations (and/or its token distributions)."""
@@ -98,14 +129,20 @@ def train_student(params: Params, teacher_dir: Path, corpus_dir: Path, distill_d
     check_compatible(teacher, vocab, corpus_dir, what=str(teacher_dir))
     languages = corpus_languages(corpus_dir)
     student = build_model(params, "dense", vocab, languages)
+    offset = 0
     if dcfg.student_init == "teacher":
         copy_non_expert_weights(teacher, student, dcfg.ffn_init)
+        if dcfg.lr_schedule == "continue":
+            offset = teacher_steps(teacher_dir)
     distill_meta = read_json(Path(distill_dir) / "meta.json")
     train_pairs = load_split(distill_dir, "train")
     job = make_job(params, "student", student, corpus_dir, out_dir, reports_dir, vocab, languages,
                    train_pairs=train_pairs, teacher=teacher if dcfg.word_level.enabled else None,
-                   kd=dcfg.word_level, max_steps=dcfg.max_steps, inputs=[teacher_dir, distill_dir])
-    job.meta = {"teacher": str(teacher_dir), "distill": to_dict(dcfg), "distill_data": distill_meta}
-    log.info("training the student (init=%s, ffn_init=%s, sequence_level=%s, word_level=%s)",
-             dcfg.student_init, dcfg.ffn_init, dcfg.sequence_level, dcfg.word_level.enabled)
+                   kd=dcfg.word_level, max_steps=dcfg.max_steps, inputs=[teacher_dir, distill_dir],
+                   schedule_offset=offset)
+    job.meta = {"teacher": str(teacher_dir), "distill": to_dict(dcfg), "distill_data": distill_meta,
+                "schedule_offset": offset}
+    log.info("training the student (init=%s, ffn_init=%s, sequence_level=%s, word_level=%s, "
+             "lr schedule from step %d)", dcfg.student_init, dcfg.ffn_init, dcfg.sequence_level,
+             dcfg.word_level.enabled, offset)
     return finish(job, fit(job), params)

@@ -80,6 +80,7 @@ class Inputs:
     lock: Optional[dict] = None
     study: Optional[dict] = None  # reports/curves.json: the learning-curve study
     distill_data: Optional[dict] = None  # data/distill/meta.json, as the distilled model's meta.json keeps it
+    distill: Optional[dict] = None  # the distilled model's meta.json: its distill settings, schedule_offset
 
     @property
     def systems(self) -> list[str]:
@@ -137,6 +138,8 @@ def load_inputs(reports_dir: str | Path, models_dir: str | Path, corpus_dir: str
                 getattr(inputs, attr)[name] = value
         if model_meta.get("distill_data"):  # the student keeps data/distill/meta.json in its meta.json
             inputs.distill_data = model_meta["distill_data"]
+        if model_meta.get("distill"):
+            inputs.distill = {**model_meta["distill"], "schedule_offset": model_meta.get("schedule_offset")}
         if (reports / "train" / name / "curves.csv").exists():
             inputs.curves[name] = _read_curves(reports / "train" / name / "curves.csv")
     inputs.benchmark = _optional_json(reports / "benchmark.json")
@@ -181,6 +184,17 @@ def headline(inputs: Inputs) -> str:
         parts.append(f"Share of the gain kept by {noun}: against the teacher’s gain, "
                      f"{_fraction_words(own, conf)}; against the task-MoE’s gain (the paper’s "
                      f"denominator), {_fraction_words(paper_way, conf)}.")
+    targets = (inputs.distill_data or {}).get("bleu_vs_reference_avg")
+    if targets is not None and STUDENT in c["systems"]:
+        parts.append(f"The student learned from the teacher's translations of the training sources, which "
+                     f"score {targets:.2f} BLEU against the references they replaced (section Distillation).")
+    elif STUDENT in c["systems"] and inputs.distill and not inputs.distill.get("sequence_level"):
+        parts.append("The student was distilled at the word level, on the references with the teacher's "
+                     "token distributions, not on the teacher's translations as in the paper (section "
+                     "Distillation).")
+    longer = _student_steps_words(inputs)
+    if longer and STUDENT in c["systems"]:
+        parts.append(longer)
     if c["fractions"]:
         parts.append("The paper's 32.25% divides the student's gain by the task-MoE's gain; against its "
                      "own teacher the paper's numbers give 43.5%.")
@@ -193,6 +207,21 @@ def headline(inputs: Inputs) -> str:
                      + _test_budget_words(inputs, teacher))
     parts.append(_throughput_words(inputs.benchmark))
     return " ".join(parts)
+
+
+def _student_steps_words(inputs: Inputs) -> Optional[str]:
+    """The student trains on after its teacher stopped: say how much dense gained in as many steps."""
+    cfg = inputs.distill or {}
+    offset, steps = cfg.get("schedule_offset"), cfg.get("max_steps")
+    if not offset or not steps:
+        return None
+    text = (f"The student trained {steps:,} steps more after its teacher's {offset:,}, which dense did not, "
+            "so its difference to dense mixes distillation with longer training")
+    points = {p["step"]: p["bleu"] for p in ((inputs.study or {}).get("bleu") or {}).get(BASELINE, [])}
+    if offset in points and offset - steps in points:
+        text += (f"; over its own last {steps:,} steps dense's validation BLEU moved "
+                 f"{points[offset] - points[offset - steps]:+.2f} (learning curves)")
+    return text + "."
 
 
 def _test_budget_words(inputs: Inputs, teacher: dict) -> str:
@@ -452,6 +481,55 @@ def training_section(inputs: Inputs) -> str:
     return "## Training\n\n" + md_table(["model"] + keys, rows)
 
 
+def _distill_method(cfg: Optional[dict]) -> Optional[str]:
+    """The distillation recipe in words, from the student's meta.json."""
+    if not cfg:
+        return None
+    ways = []
+    if cfg.get("sequence_level"):
+        ways.append("sequence-level (the teacher's translations as targets; the paper's method)")
+    word = cfg.get("word_level") or {}
+    if word.get("enabled"):
+        ways.append(f"word-level (loss = {1 - word.get('weight', 0.5):g} x cross-entropy + "
+                    f"{word.get('weight', 0.5):g} x KL to the teacher's token distributions, temperature "
+                    f"{word.get('temperature', 1.0):g})")
+    init = ("from the teacher's non-expert weights (former MoE layers: "
+            f"{cfg.get('ffn_init', '?')})" if cfg.get("student_init", "teacher") == "teacher"
+            else "from fresh weights")
+    offset = cfg.get("schedule_offset")
+    schedule = (f"; its lr schedule continues from the teacher's step {offset:,}" if offset
+                else "; its lr schedule starts at step 0")
+    steps = num(cfg["max_steps"], 0) if cfg.get("max_steps") else "train.max_steps"
+    return (f"Method: {' and '.join(ways) or '?'}; the student starts {init}{schedule}, "
+            f"and trains {steps} steps.")
+
+
+def distillation_section(inputs: Inputs) -> str:
+    """How the student was made, and what it learned from: the teacher's translations or the references."""
+    title = "## Distillation\n\n"
+    method = _distill_method(inputs.distill)
+    if method:
+        title += method + "\n\n"
+    d = inputs.distill_data
+    if not d or not d.get("directions"):
+        return title + "Distillation data: not available (no distilled model with a distill_data record)"
+    if not d.get("sequence_level", True):
+        return title + ("The student trained on the references (data/distill holds them unchanged): the "
+                        "teacher did not translate the training sources.")
+    beam = (d.get("decode") or {}).get("beam_size", 1)
+    signature = f" (`{d['bleu_signature']}`)" if d.get("bleu_signature") else ""
+    intro = (f"The teacher ({d.get('teacher', '?')}) translated the source side of every training pair "
+             f"({'greedy' if beam == 1 else f'beam {beam}'}); its translations replaced the references as "
+             f"the student's targets (data/distill/meta.json). BLEU of those targets against the references "
+             f"they replaced, on the training split{signature}:\n\n")
+    rows = [[direction, num(r.get("pairs"), 0), num(r.get("teacher"), 0),
+             num(r.get("empty_kept_reference"), 0), num(r.get("bleu_vs_reference"), 2)]
+            for direction, r in sorted(d["directions"].items())]
+    rows.append(["**average**", "", "", "", num(d.get("bleu_vs_reference_avg"), 2)])
+    return title + intro + md_table(["direction", "pairs", "teacher's translation",
+                                     "empty (reference kept)", "BLEU vs reference"], rows)
+
+
 def _train_cell(key: str, value) -> str:
     if isinstance(value, str):
         return value
@@ -467,7 +545,9 @@ def _train_cell(key: str, value) -> str:
 def wall_times(inputs: Inputs) -> list[list[str]]:
     """Seconds per stage as each stage recorded it (n/a where its output has no wall_seconds)."""
     seconds = [(f"train {n}", m.get("wall_seconds")) for n, m in inputs.train.items()]
-    seconds.append(("distill_data (the teacher translates)", (inputs.distill_data or {}).get("wall_seconds")))
+    data = inputs.distill_data or {}
+    what = "the teacher translates" if data.get("sequence_level", True) else "references copied"
+    seconds.append((f"distill_data ({what})", data.get("wall_seconds")))
     seconds.append(("extract", (inputs.extract or {}).get("wall_seconds")))
     seconds += [(f"evaluate {n}", m.get("wall_seconds")) for n, m in inputs.evaluations.items()]
     seconds.append(("compare", inputs.compare.get("setup", {}).get("wall_seconds")))
@@ -546,7 +626,8 @@ def render(inputs: Inputs, commit: str, params: Optional[dict], made: dict[str, 
         bleu_section(inputs), gains_section(inputs), curves_section(inputs), paper_section(inputs),
         throughput_section(inputs),
         "## Extraction check (reports/extract.json)\n\n" + json_tables(inputs.extract),
-        training_section(inputs), data_section(inputs), plots_section(made, link_dir),
+        training_section(inputs), distillation_section(inputs), data_section(inputs),
+        plots_section(made, link_dir),
         provenance_section(inputs, commit, params)]
     return "\n\n".join(sections) + "\n"
 

@@ -41,6 +41,7 @@ def test_smoke_profile_overrides_without_editing_params():
     ({"models": {"m": {"encoder_routing": "tokn"}}}, "models.m.encoder_routing"),
     ({"model": {"d_model": 130, "num_heads": 4}}, "model.num_heads"),
     ({"distill": {"teacher": "nope"}}, "distill.teacher"),
+    ({"distill": {"lr_schedule": "resume"}}, "distill.lr_schedule"),
     ({"benchmark": {"direction": "en-xx"}}, "benchmark.direction"),
     ({"compare": {"confidence": 1.5}}, "compare.confidence"),
 ])

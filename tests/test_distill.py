@@ -1,9 +1,11 @@
 """Distillation: the teacher's translations become the student's data; bad teachers are rejected clearly."""
 
 import copy
+import csv
 import json
 
 import pytest
+import sacrebleu
 
 from pipeline.config import DecodeConfig
 from pipeline.data.corpus import load_split
@@ -12,6 +14,9 @@ from pipeline.distill import train_student, translate_training_sources
 from pipeline.errors import PipelineError
 from pipeline.model.checkpoint import load_checkpoint, save_checkpoint
 from pipeline.train import api
+from pipeline.train.losses import inverse_sqrt_schedule
+
+TEACHER_WARMSTART, TEACHER_STEPS = 30, 20  # what the teacher fixture's meta.json says it trained
 
 
 @pytest.fixture
@@ -32,7 +37,8 @@ def resume_root(tmp_path, monkeypatch):
 def teacher_dir(params, tiny_corpus, tmp_path):
     vocab, languages = api.load_vocab(tiny_corpus), api.corpus_languages(tiny_corpus)
     teacher = api.build_model(params, "token_moe", vocab, languages)
-    return save_checkpoint(teacher, tmp_path / "teacher")
+    meta = {"name": "token_moe", "train": {"steps": TEACHER_STEPS}, "warmstart_steps": TEACHER_WARMSTART}
+    return save_checkpoint(teacher, tmp_path / "teacher", meta=meta)
 
 
 def test_teacher_translations_replace_the_targets_of_every_pair(teacher_dir, tiny_corpus, tmp_path):
@@ -44,6 +50,9 @@ def test_teacher_translations_replace_the_targets_of_every_pair(teacher_dir, tin
     assert json.loads((tmp_path / "distill" / "meta.json").read_text()) == stats
     assert stats["wall_seconds"] > 0  # the report's wall-time table reads it
     for direction, pairs in original.items():
+        # the targets' quality is recorded: their BLEU against the references they replace
+        bleu = sacrebleu.corpus_bleu([p.target for p in distilled[direction]], [[p.target for p in pairs]])
+        assert stats["directions"][direction]["bleu_vs_reference"] == pytest.approx(bleu.score, abs=0.01)
         assert [p.id for p in distilled[direction]] == [p.id for p in pairs]
         assert [p.source for p in distilled[direction]] == [p.source for p in pairs]
         d = stats["directions"][direction]
@@ -57,11 +66,36 @@ def test_teacher_translations_replace_the_targets_of_every_pair(teacher_dir, tin
         assert got.target == (" ".join(out.split()) or pair.target)
 
 
+def test_recorded_target_bleu_measures_the_targets_written(teacher_dir, tiny_corpus, tmp_path,
+                                                           monkeypatch):
+    import pipeline.decode
+
+    original = load_split(tiny_corpus, "train")
+    refs = {(d, p.source): p.target for d, pairs in original.items() for p in pairs}
+    # a teacher that says the reference for half of the sentences, nothing for a quarter (the reference
+    # is kept there) and something wrong for the rest
+    said = lambda model, vocab, sources, src, tgt, cfg: [
+        refs[f"{src}-{tgt}", s] if i % 2 == 0 else "" if i % 4 == 1 else "zzz qqq"
+        for i, s in enumerate(sources)]
+    monkeypatch.setattr(pipeline.decode, "translate", said)
+    stats = translate_training_sources(teacher_dir, tiny_corpus, tmp_path / "d", DecodeConfig())
+    for direction, pairs in original.items():
+        expected = [p.target if i % 4 != 3 else "zzz qqq" for i, p in enumerate(pairs)]
+        score = sacrebleu.corpus_bleu(expected, [[p.target for p in pairs]]).score
+        assert 0 < score < 100
+        assert stats["directions"][direction]["bleu_vs_reference"] == pytest.approx(score, abs=0.01)
+    per_direction = [d["bleu_vs_reference"] for d in stats["directions"].values()]
+    assert stats["bleu_vs_reference_avg"] == pytest.approx(sum(per_direction) / len(per_direction), abs=0.01)
+    assert stats["bleu_signature"].startswith("nrefs:1")
+
+
 def test_without_sequence_level_the_references_are_kept(teacher_dir, tiny_corpus, tmp_path):
     translate_training_sources(teacher_dir, tiny_corpus, tmp_path / "d", DecodeConfig(beam_size=1),
                                sequence_level=False)
     original = load_split(tiny_corpus, "train")
     assert load_split(tmp_path / "d", "train") == original
+    meta = json.loads((tmp_path / "d" / "meta.json").read_text())
+    assert "bleu_vs_reference_avg" not in meta  # the references themselves: nothing to score
 
 
 def test_student_starts_from_the_teacher_and_trains(params, teacher_dir, tiny_corpus, tmp_path):
@@ -73,6 +107,38 @@ def test_student_starts_from_the_teacher_and_trains(params, teacher_dir, tiny_co
     assert metrics["steps"] == 5
     assert student.cfg.encoder_routing == "none" and student.cfg.decoder_routing == "none"
     assert (tmp_path / "r" / "metrics.json").exists()
+
+
+@pytest.mark.parametrize("schedule, offset", [("continue", TEACHER_WARMSTART + TEACHER_STEPS),
+                                              ("restart", 0)])
+def test_student_takes_up_the_teachers_lr_schedule(params, teacher_dir, tiny_corpus, tmp_path,
+                                                   schedule, offset):
+    translate_training_sources(teacher_dir, tiny_corpus, tmp_path / "d", DecodeConfig(beam_size=1,
+                                                                                     max_len_b=4))
+    params.distill.lr_schedule, params.distill.max_steps = schedule, 10
+    train_student(params, teacher_dir, tiny_corpus, tmp_path / "d", tmp_path / "s", tmp_path / "r")
+    meta = json.loads((tmp_path / "s" / "meta.json").read_text())
+    assert meta["schedule_offset"] == offset
+    with (tmp_path / "r" / "curves.csv").open() as handle:
+        rows = [r for r in csv.DictReader(handle) if r["lr"]]
+    assert rows, "no learning rate was logged"
+    for row in rows:  # the rate each step ran at is the teacher's schedule, `offset` steps on
+        expected = params.train.lr * inverse_sqrt_schedule(int(row["step"]) + offset,
+                                                          params.train.warmup_steps)
+        assert float(row["lr"]) == pytest.approx(expected, rel=1e-6)
+
+
+def test_teacher_without_training_record_cannot_be_continued(params, tiny_corpus, tmp_path):
+    vocab, languages = api.load_vocab(tiny_corpus), api.corpus_languages(tiny_corpus)
+    folder = save_checkpoint(api.build_model(params, "token_moe", vocab, languages), tmp_path / "t")
+    translate_training_sources(folder, tiny_corpus, tmp_path / "d", DecodeConfig(beam_size=1,
+                                                                                max_len_b=4))
+    with pytest.raises(PipelineError, match=r"meta\.json.*distill\.lr_schedule: restart"):
+        train_student(params, folder, tiny_corpus, tmp_path / "d", tmp_path / "s", tmp_path / "r")
+    assert not (tmp_path / "s").exists()
+    params.distill.lr_schedule = "restart"  # the way out the message names
+    assert train_student(params, folder, tiny_corpus, tmp_path / "d", tmp_path / "s",
+                         tmp_path / "r")["steps"] == params.distill.max_steps
 
 
 def test_missing_teacher_checkpoint_is_a_clear_error(tiny_corpus, tmp_path):

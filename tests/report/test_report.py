@@ -64,6 +64,19 @@ def test_full_report_has_headline_tables_and_figures(tmp_path):
     assert "token-MoE teacher" in answer and "a significant gain" in answer
     assert "kept by the distilled student: against the teacher’s gain, 28.8% (95% CI [" in answer
     assert "32.25%" in answer and "43.5%" in answer
+    # what the student learned from (models/student/meta.json keeps data/distill/meta.json)
+    assert "which score 9.38 BLEU against the references they replaced" in answer
+    assert "| en-de | 120 | 120 | 0 | 6.25 |" in text and "| **average** |  |  |  | 9.38 |" in text
+    assert "(`nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:2.5.1`)" in text
+    assert "| distill_data (the teacher translates) | 12 |" in text
+    assert ("Method: sequence-level (the teacher's translations as targets; the paper's method); the "
+            "student starts from the teacher's non-expert weights (former MoE layers: expert_mean); its lr "
+            "schedule continues from the teacher's step 1,500, and trains 500 steps.") in text
+    # the student's extra steps are named, with what dense gained in as many steps (curves.json: 20.00 at
+    # step 1,000, 23.33 at 1,500)
+    assert ("The student trained 500 steps more after its teacher's 1,500, which dense did not, so its "
+            "difference to dense mixes distillation with longer training; over its own last 500 steps "
+            "dense's validation BLEU moved +3.33 (learning curves).") in answer
     assert "task_moe_sub 1.78x" in answer  # 800 / 450 tokens/s from benchmark.json
     for heading in ("## BLEU per model", "### Per direction: BLEU / chrF", "## Gains over dense",
                     "### Fractions per direction", "## The paper's numbers beside ours", "## Serving cost",
@@ -177,7 +190,7 @@ def test_wall_time_table_covers_every_costly_stage_and_sums_them(tmp_path):
     extract = json.loads((root / "reports" / "extract.json").read_text())
     (root / "reports" / "extract.json").write_text(json.dumps({**extract, "wall_seconds": 4.0}))
     student = root / "models" / "student"
-    student.mkdir(parents=True)
+    student.mkdir(parents=True, exist_ok=True)
     (student / "meta.json").write_text(json.dumps({"distill_data": {"wall_seconds": 100.0}}))
     table = render(root).split("### Wall time per stage (seconds)")[1].split("###")[0]
     rows = dict(line.strip("|").split("|")[:2] for line in table.strip().splitlines()[2:])
@@ -193,3 +206,22 @@ def test_wall_time_table_says_n_a_where_a_stage_recorded_no_time(tmp_path):
     table = render(root).split("### Wall time per stage (seconds)")[1].split("###")[0]
     assert "| distill_data (the teacher translates) | n/a |" in table and "| benchmark | n/a |" in table
     assert "| total of the stages above | 1 |" in table  # only compare recorded its time
+
+
+def test_word_level_student_on_the_references_is_described_as_such(tmp_path):
+    root = write_inputs(tmp_path, SHARES)
+    path = root / "models" / "student" / "meta.json"
+    meta = json.loads(path.read_text())
+    meta["distill"].update(sequence_level=False,
+                           word_level={"enabled": True, "weight": 0.5, "temperature": 2.0})
+    meta["distill_data"] = {"teacher": "models/token_moe", "sequence_level": False, "directions": {
+        "en-de": {"pairs": 120, "teacher": 120, "empty_kept_reference": 0}}}
+    path.write_text(json.dumps(meta))
+    text = render(root)
+    answer = text.split("## Answer")[1].split("##")[0]
+    assert "distilled at the word level, on the references" in answer
+    assert "BLEU against the references they replaced" not in text  # no translations to score
+    assert ("Method: word-level (loss = 0.5 x cross-entropy + 0.5 x KL to the teacher's token "
+            "distributions, temperature 2)") in text
+    assert "The student trained on the references" in text
+    assert "| distill_data (references copied) |" in text
