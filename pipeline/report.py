@@ -184,17 +184,8 @@ def headline(inputs: Inputs) -> str:
         parts.append(f"Share of the gain kept by {noun}: against the teacher’s gain, "
                      f"{_fraction_words(own, conf)}; against the task-MoE’s gain (the paper’s "
                      f"denominator), {_fraction_words(paper_way, conf)}.")
-    targets = (inputs.distill_data or {}).get("bleu_vs_reference_avg")
-    if targets is not None and STUDENT in c["systems"]:
-        parts.append(f"The student learned from the teacher's translations of the training sources, which "
-                     f"score {targets:.2f} BLEU against the references they replaced (section Distillation).")
-    elif STUDENT in c["systems"] and inputs.distill and not inputs.distill.get("sequence_level"):
-        parts.append("The student was distilled at the word level, on the references with the teacher's "
-                     "token distributions, not on the teacher's translations as in the paper (section "
-                     "Distillation).")
-    longer = _student_steps_words(inputs)
-    if longer and STUDENT in c["systems"]:
-        parts.append(longer)
+    if STUDENT in c["systems"]:
+        parts += _student_words(inputs)
     if c["fractions"]:
         parts.append("The paper's 32.25% divides the student's gain by the task-MoE's gain; against its "
                      "own teacher the paper's numbers give 43.5%.")
@@ -209,18 +200,59 @@ def headline(inputs: Inputs) -> str:
     return " ".join(parts)
 
 
-def _student_steps_words(inputs: Inputs) -> Optional[str]:
-    """The student trains on after its teacher stopped: say how much dense gained in as many steps."""
+def _student_words(inputs: Inputs) -> list[str]:
+    """The student's own result, what it learned from, and the steps it trained that dense did not."""
+    c, out = inputs.compare, []
+    gain, conf = _avg(c["vs_baseline"], STUDENT), f"{c.get('setup', {}).get('confidence', 0.95):.0%}"
+    if gain:
+        bleu = num(c["systems"][STUDENT]["groups"]["avg"]["bleu"])
+        out.append(f"The distilled student scores {bleu} BLEU, {gain['diff']:+.2f} against dense "
+                   f"({conf} CI [{gain['low']:+.2f}, {gain['high']:+.2f}]).")
     cfg = inputs.distill or {}
-    offset, steps = cfg.get("schedule_offset"), cfg.get("max_steps")
-    if not offset or not steps:
+    word = (cfg.get("word_level") or {}).get("enabled")
+    targets = (inputs.distill_data or {}).get("bleu_vs_reference_avg")
+    if targets is not None:
+        out.append(f"It learned from the teacher's translations of the training sources"
+                   f"{' and its token distributions' if word else ''}; those translations score "
+                   f"{targets:.2f} BLEU against the references they replaced (section Distillation).")
+    elif cfg and not cfg.get("sequence_level"):
+        out.append("It was distilled at the word level, on the references with the teacher's token "
+                   "distributions, not on the teacher's translations as in the paper (section Distillation).")
+    longer = _student_steps_words(inputs)
+    return out + ([longer] if longer else [])
+
+
+def _student_steps(inputs: Inputs) -> Optional[int]:
+    """Steps the student trained: its metrics.json, else its distill.max_steps."""
+    steps = (inputs.train.get(STUDENT) or {}).get("steps") or (inputs.distill or {}).get("max_steps")
+    return int(steps) if steps else None
+
+
+def _teacher_end(inputs: Inputs) -> Optional[int]:
+    """The teacher's last step, warm start included: the student's schedule offset, else its record."""
+    cfg = inputs.distill or {}
+    if cfg.get("schedule_offset"):
+        return int(cfg["schedule_offset"])
+    steps = (inputs.train.get(cfg.get("teacher") or TEACHER) or {}).get("steps")
+    warm = ((inputs.study or {}).get("setup") or {}).get("warmstart_steps") or 0
+    return int(warm) + int(steps) if steps else None
+
+
+def _student_steps_words(inputs: Inputs) -> Optional[str]:
+    """A student started from the teacher trains on after it: say how much dense moved in as many steps."""
+    cfg = inputs.distill or {}
+    if not cfg or cfg.get("student_init", "teacher") != "teacher":
         return None
-    text = (f"The student trained {steps:,} steps more after its teacher's {offset:,}, which dense did not, "
-            "so its difference to dense mixes distillation with longer training")
+    steps, end = _student_steps(inputs), _teacher_end(inputs)
+    if not steps or not end:
+        return None
+    text = (f"The student trained {steps:,} steps more after its teacher's {end:,}, which dense did not, so "
+            "its difference to dense mixes distillation with longer training, and is no evidence for "
+            "distillation by itself")
     points = {p["step"]: p["bleu"] for p in ((inputs.study or {}).get("bleu") or {}).get(BASELINE, [])}
-    if offset in points and offset - steps in points:
-        text += (f"; over its own last {steps:,} steps dense's validation BLEU moved "
-                 f"{points[offset] - points[offset - steps]:+.2f} (learning curves)")
+    if end in points and end - steps in points:
+        text += (f"; over its own last {steps:,} steps dense's greedy validation BLEU (the learning-curve "
+                 f"subset) moved {points[end] - points[end - steps]:+.2f}")
     return text + "."
 
 
@@ -481,8 +513,8 @@ def training_section(inputs: Inputs) -> str:
     return "## Training\n\n" + md_table(["model"] + keys, rows)
 
 
-def _distill_method(cfg: Optional[dict]) -> Optional[str]:
-    """The distillation recipe in words, from the student's meta.json."""
+def _distill_method(cfg: Optional[dict], trained: Optional[int] = None) -> Optional[str]:
+    """The distillation recipe in words, from the student's meta.json (`trained`: its steps, if known)."""
     if not cfg:
         return None
     ways = []
@@ -499,7 +531,8 @@ def _distill_method(cfg: Optional[dict]) -> Optional[str]:
     offset = cfg.get("schedule_offset")
     schedule = (f"; its lr schedule continues from the teacher's step {offset:,}" if offset
                 else "; its lr schedule starts at step 0")
-    steps = num(cfg["max_steps"], 0) if cfg.get("max_steps") else "train.max_steps"
+    steps = (num(trained, 0) if trained else num(cfg["max_steps"], 0) if cfg.get("max_steps")
+             else "train.max_steps")
     return (f"Method: {' and '.join(ways) or '?'}; the student starts {init}{schedule}, "
             f"and trains {steps} steps.")
 
@@ -507,7 +540,7 @@ def _distill_method(cfg: Optional[dict]) -> Optional[str]:
 def distillation_section(inputs: Inputs) -> str:
     """How the student was made, and what it learned from: the teacher's translations or the references."""
     title = "## Distillation\n\n"
-    method = _distill_method(inputs.distill)
+    method = _distill_method(inputs.distill, _student_steps(inputs))
     if method:
         title += method + "\n\n"
     d = inputs.distill_data

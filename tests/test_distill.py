@@ -122,7 +122,7 @@ def test_student_takes_up_the_teachers_lr_schedule(params, teacher_dir, tiny_cor
     with (tmp_path / "r" / "curves.csv").open() as handle:
         rows = [r for r in csv.DictReader(handle) if r["lr"]]
     assert rows, "no learning rate was logged"
-    for row in rows:  # the rate each step ran at is the teacher's schedule, `offset` steps on
+    for row in rows:  # the rate logged at `step` (the next step's): the teacher's schedule, `offset` on
         expected = params.train.lr * inverse_sqrt_schedule(int(row["step"]) + offset,
                                                           params.train.warmup_steps)
         assert float(row["lr"]) == pytest.approx(expected, rel=1e-6)

@@ -65,7 +65,9 @@ def test_full_report_has_headline_tables_and_figures(tmp_path):
     assert "kept by the distilled student: against the teacher’s gain, 28.8% (95% CI [" in answer
     assert "32.25%" in answer and "43.5%" in answer
     # what the student learned from (models/student/meta.json keeps data/distill/meta.json)
-    assert "which score 9.38 BLEU against the references they replaced" in answer
+    assert "The distilled student scores 42.0 BLEU, +7.63 against dense (95% CI [+4.76, +11.88])." in answer
+    assert ("It learned from the teacher's translations of the training sources; those translations score "
+            "9.38 BLEU against the references they replaced") in answer
     assert "| en-de | 120 | 120 | 0 | 6.25 |" in text and "| **average** |  |  |  | 9.38 |" in text
     assert "(`nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:2.5.1`)" in text
     assert "| distill_data (the teacher translates) | 12 |" in text
@@ -75,8 +77,9 @@ def test_full_report_has_headline_tables_and_figures(tmp_path):
     # the student's extra steps are named, with what dense gained in as many steps (curves.json: 20.00 at
     # step 1,000, 23.33 at 1,500)
     assert ("The student trained 500 steps more after its teacher's 1,500, which dense did not, so its "
-            "difference to dense mixes distillation with longer training; over its own last 500 steps "
-            "dense's validation BLEU moved +3.33 (learning curves).") in answer
+            "difference to dense mixes distillation with longer training, and is no evidence for "
+            "distillation by itself; over its own last 500 steps dense's greedy validation BLEU (the "
+            "learning-curve subset) moved +3.33.") in answer
     assert "task_moe_sub 1.78x" in answer  # 800 / 450 tokens/s from benchmark.json
     for heading in ("## BLEU per model", "### Per direction: BLEU / chrF", "## Gains over dense",
                     "### Fractions per direction", "## The paper's numbers beside ours", "## Serving cost",
@@ -219,9 +222,43 @@ def test_word_level_student_on_the_references_is_described_as_such(tmp_path):
     path.write_text(json.dumps(meta))
     text = render(root)
     answer = text.split("## Answer")[1].split("##")[0]
-    assert "distilled at the word level, on the references" in answer
+    assert "It was distilled at the word level, on the references" in answer
     assert "BLEU against the references they replaced" not in text  # no translations to score
     assert ("Method: word-level (loss = 0.5 x cross-entropy + 0.5 x KL to the teacher's token "
             "distributions, temperature 2)") in text
     assert "The student trained on the references" in text
     assert "| distill_data (references copied) |" in text
+
+
+@pytest.mark.parametrize("change, says", [
+    # both kinds of KD: the translations and the token distributions
+    ({"word_level": {"enabled": True, "weight": 0.5, "temperature": 1.0}},
+     "translations of the training sources and its token distributions; those translations score 9.38"),
+    # a restarted schedule still trains after the teacher: its last step comes from the teacher's record
+    # (token_moe trained 20 steps after curves.json's 500-step warm start)
+    ({"lr_schedule": "restart", "max_steps": None},
+     "The student trained 500 steps more after its teacher's 520, which dense did not"),
+])
+def test_student_sentences_follow_its_recipe(tmp_path, change, says):
+    root = write_inputs(tmp_path, SHARES)
+    path = root / "models" / "student" / "meta.json"
+    meta = json.loads(path.read_text())
+    meta["distill"].update(change)
+    if change.get("lr_schedule") == "restart":
+        meta["schedule_offset"] = 0
+    path.write_text(json.dumps(meta))
+    text = render(root)
+    assert says in text.split("## Answer")[1].split("##")[0]
+    # the steps it trained, from its metrics.json, whatever distill.max_steps says
+    assert "and trains 500 steps." in text
+
+
+def test_a_fresh_student_is_not_said_to_train_after_its_teacher(tmp_path):
+    root = write_inputs(tmp_path, SHARES)
+    path = root / "models" / "student" / "meta.json"
+    meta = json.loads(path.read_text())
+    meta["distill"]["student_init"], meta["schedule_offset"] = "fresh", 0
+    path.write_text(json.dumps(meta))
+    text = render(root)
+    assert "steps more after its teacher" not in text
+    assert "the student starts from fresh weights; its lr schedule starts at step 0" in text
