@@ -553,8 +553,9 @@ def distillation_section(inputs: Inputs) -> str:
     signature = f" (`{d['bleu_signature']}`)" if d.get("bleu_signature") else ""
     intro = (f"The teacher ({d.get('teacher', '?')}) translated the source side of every training pair "
              f"({'greedy' if beam == 1 else f'beam {beam}'}); its translations replaced the references as "
-             f"the student's targets (data/distill/meta.json). BLEU of those targets against the references "
-             f"they replaced, on the training split{signature}:\n\n")
+             f"the student's targets (data/distill/meta.json), except where it said nothing and the reference "
+             f"was kept. BLEU of all the targets written against the references, on the training split"
+             f"{signature} (kept references count as exact matches):\n\n")
     rows = [[direction, num(r.get("pairs"), 0), num(r.get("teacher"), 0),
              num(r.get("empty_kept_reference"), 0), num(r.get("bleu_vs_reference"), 2)]
             for direction, r in sorted(d["directions"].items())]
