@@ -2,10 +2,10 @@
 
 Sequence-level KD (Kim & Rush 2016), the paper's method: the teacher translates the source side of every
 training direction, and the student (the dense baseline's architecture, initialised from the teacher's
-non-expert weights) trains on those translations, taking up the teacher's learning-rate schedule where
-the teacher stopped (`distill.lr_schedule: continue`; a fresh warmup to the peak rate would undo much of
-what it starts from). Word-level KD (a KL term against the teacher's token
-distribution, `pipeline.train.losses.word_kd_loss`) is an option and can be combined with it.
+non-expert weights) trains on those translations. Word-level KD (a KL term against the teacher's token
+distribution, `pipeline.train.losses.word_kd_loss`) can be used instead (the default, on the references)
+or with it. A student initialised from the teacher takes up the teacher's learning-rate schedule where the
+teacher stopped (`distill.lr_schedule: continue`), as the upcycled models take up the warm start's.
 """
 
 from __future__ import annotations

@@ -185,7 +185,7 @@ def headline(inputs: Inputs) -> str:
                      f"{_fraction_words(own, conf)}; against the task-MoE’s gain (the paper’s "
                      f"denominator), {_fraction_words(paper_way, conf)}.")
     if STUDENT in c["systems"]:
-        parts += _student_words(inputs)
+        parts += _student_words(inputs, conf)
     if c["fractions"]:
         parts.append("The paper's 32.25% divides the student's gain by the task-MoE's gain; against its "
                      "own teacher the paper's numbers give 43.5%.")
@@ -200,10 +200,10 @@ def headline(inputs: Inputs) -> str:
     return " ".join(parts)
 
 
-def _student_words(inputs: Inputs) -> list[str]:
+def _student_words(inputs: Inputs, conf: str) -> list[str]:
     """The student's own result, what it learned from, and the steps it trained that dense did not."""
     c, out = inputs.compare, []
-    gain, conf = _avg(c["vs_baseline"], STUDENT), f"{c.get('setup', {}).get('confidence', 0.95):.0%}"
+    gain = _avg(c["vs_baseline"], STUDENT)
     if gain:
         bleu = num(c["systems"][STUDENT]["groups"]["avg"]["bleu"])
         out.append(f"The distilled student scores {bleu} BLEU, {gain['diff']:+.2f} against dense "
