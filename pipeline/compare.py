@@ -21,6 +21,9 @@ and asks for both references, each with a confidence interval. How they are comp
   `p_not_better` is Koehn's one-sided share of resamples where the system does not beat dense.
 - A fraction is `undefined` (with the reason) when its reference's gain over dense is ≤ 0 or its interval
   includes 0: dividing by a gain that may be zero gives a number with no meaning.
+- An approach that trained steps dense did not is also set against its equal-steps control (`CONTROLS`:
+  the student against dense_long, dense trained as long on the references without the teacher), with the
+  same paired bootstrap: `vs_control`. That difference is what distillation adds over training longer.
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ BASELINE = "dense"
 # The denominators of the fraction: label -> system. "teacher" is the distilled token-MoE.
 REFERENCES = {"teacher": "token_moe", "task_moe": "task_moe"}
 APPROACHES = ("student", "task_moe_sub")
+# approach -> the system trained as long as it without what the approach adds (pipeline.distill.CONTROL)
+CONTROLS = {"student": "dense_long"}
 
 PAPER = {
     "source": "Kudugunta et al. 2021, arXiv 2110.03742",
@@ -211,12 +216,16 @@ def compare_systems(hyps: dict[str, dict[str, list[str]]], refs: dict[str, list[
                 "definition": f"(BLEU_{approach} - BLEU_{baseline}) / (BLEU_{reference} - BLEU_{baseline})",
                 **per_scope(lambda m, a=approach, r=reference: gain_fraction(bs, a, r, baseline, m, conf),
                             groups, directions)}
+    controls = {a: {"control": c, **per_scope(lambda m, a=a, c=c: difference(bs, a, c, m, conf),
+                                              groups, directions)}
+                for a, c in CONTROLS.items() if a in hyps and c in hyps}
     setup = {"baseline": baseline, "references": REFERENCES, "approaches": list(APPROACHES),
+             "controls": {a: c for a, c in CONTROLS.items() if a in controls},
              "systems": list(hyps), "directions": directions, "groups": groups,
              "sentences": {d: len(r) for d, r in refs.items()}, "resamples": cfg.bootstrap_resamples,
              "seed": cfg.seed, "confidence": conf, "signatures": bs.signatures,
              "interval": "percentile", "p_value": "paired bootstrap, two-sided (sacrebleu paired-bs)"}
-    result = {"systems": systems, "vs_baseline": versus, "fractions": fractions}
+    result = {"systems": systems, "vs_baseline": versus, "vs_control": controls, "fractions": fractions}
     return {**headline(result, baseline), "setup": setup, **result, "paper": PAPER}
 
 
@@ -236,6 +245,11 @@ def headline(result: dict, baseline: str) -> dict:
             for key in ("value", "low", "high"):
                 suffix = "" if key == "value" else f"_{key}"
                 out[f"fraction_{approach}_vs_{label}{suffix}"] = frac[key] if frac else None
+    for approach in CONTROLS:
+        diff = result.get("vs_control", {}).get(approach, {}).get("groups", {}).get("avg")
+        for key in ("diff", "low", "high", "p_value"):
+            suffix = "" if key == "diff" else f"_{key}"
+            out[f"{approach}_vs_control{suffix}"] = diff[key] if diff else None
     return out
 
 

@@ -148,9 +148,10 @@ class ExtractConfig:
 
 @dataclass
 class EvaluateConfig:
-    # deployable models to evaluate: trained ones, task_moe_sub (extracted), student (distilled)
+    # deployable models to evaluate: trained ones, task_moe_sub (extracted), student (distilled),
+    # dense_long (the student's equal-steps control: the control stage)
     models: list[str] = field(
-        default_factory=lambda: ["dense", "token_moe", "task_moe", "task_moe_sub", "student"])
+        default_factory=lambda: ["dense", "token_moe", "task_moe", "task_moe_sub", "student", "dense_long"])
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     max_sentences: Optional[int] = None  # per direction; None = the whole test split
 

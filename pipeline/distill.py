@@ -6,6 +6,11 @@ non-expert weights) trains on those translations. Word-level KD (a KL term again
 distribution, `pipeline.train.losses.word_kd_loss`) can be used instead (the default, on the references)
 or with it. A student initialised from the teacher takes up the teacher's learning-rate schedule where the
 teacher stopped (`distill.lr_schedule: continue`), as the upcycled models take up the warm start's.
+
+A student started from the teacher trains `distill.max_steps` steps that the dense baseline never took, so
+its gain over dense mixes what the teacher taught with what more training gives. `train_control` trains
+the equal-steps control, `dense_long`: the dense baseline itself, trained those steps on the references
+with the student's schedule and no teacher. Student vs `dense_long` is what distillation adds.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ from pipeline.errors import PipelineError
 from pipeline.io import atomic_dir, read_json, write_json
 
 log = logging.getLogger(__name__)
+
+CONTROL = "dense_long"  # the student's equal-steps control (train_control); compare and report use it
 
 
 def _clean(text: str) -> str:
@@ -70,7 +77,8 @@ def translate_training_sources(teacher_dir: Path, corpus_dir: Path, out_dir: Pat
                         target, empty = pair.target, empty + 1
                     written.append(_clean(target))
                     handle.write(f"{pair.id}\t{_clean(pair.source)}\t{written[-1]}\n")
-            stats["directions"][direction] = {"pairs": len(pairs), "teacher": len(pairs) - empty,
+            stats["directions"][direction] = {"pairs": len(pairs),
+                                              "teacher": len(pairs) - empty if sequence_level else 0,
                                               "empty_kept_reference": empty}
             if sequence_level:  # how good the student's targets are: the teacher's BLEU on its training data
                 bleu = metric.corpus_score(written, [[_clean(p.target) for p in pairs]])
@@ -97,15 +105,22 @@ def check_compatible(teacher, vocab, corpus_dir: Path, what: str) -> None:
                             f"{languages}: retrain the teacher")
 
 
-def teacher_steps(teacher_dir: Path) -> int:
-    """Steps on the teacher's lr schedule when it stopped: its warm start's plus its own (meta.json)."""
-    path = Path(teacher_dir) / "meta.json"
-    hint = "rerun the teacher's train stage, or set distill.lr_schedule: restart"
+def schedule_steps(model_dir: Path, what: str = "teacher") -> int:
+    """Steps on a trained model's lr schedule at the weights it kept: its warm start's plus its own.
+
+    From its meta.json: `train.steps`, or `train.best_checkpoint_step` where it kept its best-validation
+    weights (`train.keep_checkpoint: best_val_loss`), since those were taken at that step.
+    """
+    path = Path(model_dir) / "meta.json"
+    hint = f"rerun the {what}'s train stage, or set distill.lr_schedule: restart"
     if not path.exists():
         raise PipelineError(f"{path}: file not found, so no step to continue the lr schedule from ({hint})")
     meta = read_json(path)
     try:
-        steps = int(meta["train"]["steps"])
+        record = meta["train"]
+        steps = int(record["steps"])
+        if record.get("kept_checkpoint") == "best_val_loss" and record.get("best_checkpoint_step") is not None:
+            steps = int(record["best_checkpoint_step"])
         warm = int(meta.get("warmstart_steps") or 0)
     except (KeyError, TypeError, ValueError):
         raise PipelineError(f"{path}: no train.steps to continue the lr schedule from ({hint})") from None
@@ -133,7 +148,7 @@ def train_student(params: Params, teacher_dir: Path, corpus_dir: Path, distill_d
     if dcfg.student_init == "teacher":
         copy_non_expert_weights(teacher, student, dcfg.ffn_init)
         if dcfg.lr_schedule == "continue":
-            offset = teacher_steps(teacher_dir)
+            offset = schedule_steps(teacher_dir)
     distill_meta = read_json(Path(distill_dir) / "meta.json")
     train_pairs = load_split(distill_dir, "train")
     job = make_job(params, "student", student, corpus_dir, out_dir, reports_dir, vocab, languages,
@@ -145,4 +160,46 @@ def train_student(params: Params, teacher_dir: Path, corpus_dir: Path, distill_d
     log.info("training the student (init=%s, ffn_init=%s, sequence_level=%s, word_level=%s, "
              "lr schedule from step %d)", dcfg.student_init, dcfg.ffn_init, dcfg.sequence_level,
              dcfg.word_level.enabled, offset)
+    return finish(job, fit(job), params)
+
+
+def train_control(params: Params, base_dir: Path, corpus_dir: Path, out_dir: Path, reports_dir: Path) -> dict:
+    """The student's recipe without the teacher: `dense_long`, distillation's equal-steps control.
+
+    A student started from the teacher (`distill.student_init: teacher`) trains `distill.max_steps` more
+    steps after the teacher's; the dense baseline (`base_dir`) trains as many more here, on the references,
+    on the schedule the student follows (`distill.lr_schedule`: continued from where the baseline stopped,
+    or restarted), with the same seed and batches. A fresh student's control is a fresh dense model trained
+    as long. Either way, the student and this model differ only in what the teacher adds.
+    """
+    from pipeline.model.checkpoint import load_checkpoint
+    from pipeline.train.api import build_model, corpus_languages, finish, load_vocab, make_job
+    from pipeline.train.run import fit
+
+    dcfg = params.distill
+    vocab = load_vocab(corpus_dir)
+    languages = corpus_languages(corpus_dir)
+    model = build_model(params, "dense", vocab, languages)
+    offset, inputs = 0, []
+    if dcfg.student_init == "teacher":
+        base = load_checkpoint(base_dir)
+        check_compatible(base, vocab, corpus_dir, what=str(base_dir))
+        if base.moe_layers():
+            raise PipelineError(f"{base_dir}: has MoE layers; the control continues the dense baseline")
+        try:
+            model.load_state_dict(base.state_dict())
+        except RuntimeError as exc:
+            first = str(exc).strip().splitlines()[0]
+            raise PipelineError(f"{base_dir}: its weights do not fit params.model ({first}); "
+                                "rerun its train stage") from None
+        inputs = [base_dir]
+        if dcfg.lr_schedule == "continue":
+            offset = schedule_steps(base_dir, what="dense baseline")
+    job = make_job(params, CONTROL, model, corpus_dir, out_dir, reports_dir, vocab, languages,
+                   max_steps=dcfg.max_steps, inputs=inputs, schedule_offset=offset)
+    job.meta = {"control": {"of": "student", "base": str(base_dir) if inputs else None,
+                            "student_init": dcfg.student_init, "lr_schedule": dcfg.lr_schedule,
+                            "max_steps": dcfg.max_steps}, "schedule_offset": offset}
+    log.info("training the control %s (from %s, lr schedule from step %d)", CONTROL,
+             base_dir if inputs else "fresh weights", offset)
     return finish(job, fit(job), params)

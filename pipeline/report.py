@@ -42,10 +42,11 @@ from pipeline.provenance import hardware, lock_hashes, read_lock
 
 log = logging.getLogger(__name__)
 
-TEACHER, SUB, STUDENT, BASELINE = "token_moe", "task_moe_sub", "student", "dense"
+TEACHER, SUB, STUDENT, BASELINE, CONTROL = "token_moe", "task_moe_sub", "student", "dense", "dense_long"
 DESCRIPTIONS = {"dense": "dense baseline", "token_moe": "token-level MoE (the distillation teacher)",
                 "task_moe": "task-level MoE", "task_moe_sub": "task-MoE sub-networks (extracted)",
-                "student": "dense student distilled from the teacher"}
+                "student": "dense student distilled from the teacher",
+                "dense_long": "dense trained as long as the student, without the teacher (control)"}
 TRAIN_KEYS = ("params_total", "params_active_per_token", "steps", "tokens_per_second", "wall_seconds",
               "val_loss", "best_val_loss", "val_bleu", "device")
 
@@ -218,8 +219,31 @@ def _student_words(inputs: Inputs, conf: str) -> list[str]:
     elif cfg and not cfg.get("sequence_level"):
         out.append("It was distilled at the word level, on the references with the teacher's token "
                    "distributions, not on the teacher's translations as in the paper (section Distillation).")
-    longer = _student_steps_words(inputs)
-    return out + ([longer] if longer else [])
+    longer = _student_steps_words(inputs, controlled=_control_words(inputs, conf))
+    return out + [w for w in longer if w]
+
+
+def _control_words(inputs: Inputs, conf: str) -> Optional[str]:
+    """The student against its equal-steps control (compare.json's vs_control), if it was evaluated."""
+    c = inputs.compare
+    control = (c.get("vs_control") or {}).get(STUDENT) or {}
+    avg = (control.get("groups") or {}).get("avg")
+    name = control.get("control", CONTROL)
+    if not avg or name not in c["systems"]:
+        return None
+    fresh = (inputs.distill or {}).get("student_init", "teacher") != "teacher"
+    what = ("a fresh dense model trained as many steps" if fresh
+            else "the dense baseline trained those steps too, on the same lr schedule")
+    if not avg["significant"]:
+        verdict = "distillation is not distinguishable from training dense as long"
+    elif avg["diff"] > 0:
+        verdict = "distillation adds a significant gain over training dense as long"
+    else:
+        verdict = "training dense as long without the teacher does significantly better than distilling"
+    return (f"Its equal-steps control, {name} ({what}, on the references, without the teacher), scores "
+            f"{num(c['systems'][name]['groups']['avg']['bleu'])} BLEU, and the student is {avg['diff']:+.2f} "
+            f"against it ({conf} CI [{avg['low']:+.2f}, {avg['high']:+.2f}], p = {avg['p_value']:.3g}): "
+            f"{verdict}.")
 
 
 def _student_steps(inputs: Inputs) -> Optional[int]:
@@ -238,22 +262,23 @@ def _teacher_end(inputs: Inputs) -> Optional[int]:
     return int(warm) + int(steps) if steps else None
 
 
-def _student_steps_words(inputs: Inputs) -> Optional[str]:
-    """A student started from the teacher trains on after it: say how much dense moved in as many steps."""
+def _student_steps_words(inputs: Inputs, controlled: Optional[str] = None) -> list[Optional[str]]:
+    """A student started from the teacher trains on after it: say so, and what settles it (`controlled`:
+    the sentence on the equal-steps control), else how much dense moved in as many of its own steps."""
     cfg = inputs.distill or {}
-    if not cfg or cfg.get("student_init", "teacher") != "teacher":
-        return None
     steps, end = _student_steps(inputs), _teacher_end(inputs)
-    if not steps or not end:
-        return None
-    text = (f"The student trained {steps:,} steps more after its teacher's {end:,}, which dense did not, so "
-            "its difference to dense mixes distillation with longer training, and is no evidence for "
-            "distillation by itself")
+    if not cfg or cfg.get("student_init", "teacher") != "teacher" or not steps or not end:
+        return [controlled]
+    text = f"The student trained {steps:,} steps more after its teacher's {end:,}, which dense did not"
+    if controlled:
+        return [text + ", so its difference to dense mixes distillation with longer training.", controlled]
+    text += (", so its difference to dense mixes distillation with longer training, and is no evidence "
+             "for distillation by itself")
     points = {p["step"]: p["bleu"] for p in ((inputs.study or {}).get("bleu") or {}).get(BASELINE, [])}
     if end in points and end - steps in points:
         text += (f"; over its own last {steps:,} steps dense's greedy validation BLEU (the learning-curve "
                  f"subset) moved {points[end] - points[end - steps]:+.2f}")
-    return text + "."
+    return [text + "."]
 
 
 def _test_budget_words(inputs: Inputs, teacher: dict) -> str:
@@ -394,6 +419,17 @@ def gains_section(inputs: Inputs) -> str:
            f"significant = the {conf:.0%} interval excludes 0 (the p-value is sacrebleu's paired test).\n",
            md_table(["model", "Δ BLEU avg [CI]", "p", "significant"]
                     + [f"Δ {group_label(g, pivot)}" for g in groups], rows)]
+    for approach, control in (c.get("vs_control") or {}).items():
+        rows = [[f"{approach} − {control['control']}"]
+                + [f"{v['diff']:+.2f} [{v['low']:+.2f}, {v['high']:+.2f}]" if v else NA
+                   for v in (control["groups"].get(g) for g in GROUPS)]]
+        avg = control["groups"]["avg"]
+        rows[0] += [f"{avg['p_value']:.3g}", "yes" if avg["significant"] else "no"]
+        out += [f"\nAgainst its equal-steps control: {control['control']} trained the steps {approach} trained "
+                f"beyond dense, on the references without the teacher (stage control), so this difference "
+                f"is what the teacher adds over training longer.\n",
+                md_table(["difference"] + [f"Δ {group_label(g, pivot)} [CI]" for g in GROUPS]
+                         + ["p (avg)", "significant"], rows)]
     if not c["fractions"]:
         out.append("\nFractions of gains preserved: not available (student / task_moe_sub or the "
                    "reference systems were not evaluated).")

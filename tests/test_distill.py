@@ -3,14 +3,17 @@
 import copy
 import csv
 import json
+import shutil
+from pathlib import Path
 
 import pytest
 import sacrebleu
+import torch
 
 from pipeline.config import DecodeConfig
 from pipeline.data.corpus import load_split
 from pipeline.decode import translate
-from pipeline.distill import train_student, translate_training_sources
+from pipeline.distill import schedule_steps, train_control, train_student, translate_training_sources
 from pipeline.errors import PipelineError
 from pipeline.model.checkpoint import load_checkpoint, save_checkpoint
 from pipeline.train import api
@@ -96,6 +99,8 @@ def test_without_sequence_level_the_references_are_kept(teacher_dir, tiny_corpus
     assert load_split(tmp_path / "d", "train") == original
     meta = json.loads((tmp_path / "d" / "meta.json").read_text())
     assert "bleu_vs_reference_avg" not in meta  # the references themselves: nothing to score
+    for direction, pairs in original.items():  # the teacher wrote none of the targets
+        assert meta["directions"][direction] == {"pairs": len(pairs), "teacher": 0, "empty_kept_reference": 0}
 
 
 def test_student_starts_from_the_teacher_and_trains(params, teacher_dir, tiny_corpus, tmp_path):
@@ -160,3 +165,87 @@ def test_teacher_with_another_vocabulary_is_rejected(params, tiny_corpus, tmp_pa
     with pytest.raises(PipelineError, match="vocabulary size"):
         train_student(params, folder, tiny_corpus, tmp_path / "d", tmp_path / "s", tmp_path / "r")
     assert not (tmp_path / "d").exists() and not (tmp_path / "s").exists()
+
+
+def test_the_kept_weights_step_is_where_the_schedule_continues(tmp_path):
+    folder = tmp_path / "m"
+    folder.mkdir()
+    meta = {"train": {"steps": 20, "kept_checkpoint": "best_val_loss", "best_checkpoint_step": 12},
+            "warmstart_steps": 30}
+    (folder / "meta.json").write_text(json.dumps(meta))
+    assert schedule_steps(folder) == 42  # the best weights were taken at step 12, not at the last step
+    meta["train"]["kept_checkpoint"] = "last"
+    (folder / "meta.json").write_text(json.dumps(meta))
+    assert schedule_steps(folder) == 50
+
+
+@pytest.fixture
+def dense_dir(params, tiny_corpus, tmp_path):
+    vocab, languages = api.load_vocab(tiny_corpus), api.corpus_languages(tiny_corpus)
+    params = copy.deepcopy(params)
+    params.train.seed = 7  # weights unlike a fresh model's under train.seed 1
+    dense = api.build_model(params, "dense", vocab, languages)
+    meta = {"name": "dense", "train": {"steps": TEACHER_STEPS}, "warmstart_steps": TEACHER_WARMSTART}
+    return save_checkpoint(dense, tmp_path / "dense", meta=meta)
+
+
+def _weights(model):
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+@pytest.mark.parametrize("schedule, offset", [("continue", TEACHER_WARMSTART + TEACHER_STEPS),
+                                              ("restart", 0)])
+def test_control_trains_the_dense_baseline_as_long_as_the_student(params, dense_dir, tiny_corpus, tmp_path,
+                                                                 schedule, offset):
+    params.distill.lr_schedule, params.distill.max_steps = schedule, 10
+    metrics = train_control(params, dense_dir, tiny_corpus, tmp_path / "c", tmp_path / "r")
+    assert metrics["steps"] == 10 and metrics["model"] == "dense_long"
+    meta = json.loads((tmp_path / "c" / "meta.json").read_text())
+    assert meta["schedule_offset"] == offset and meta["control"]["base"] == str(dense_dir)
+    with (tmp_path / "r" / "curves.csv").open() as handle:
+        rows = [r for r in csv.DictReader(handle) if r["lr"]]
+    assert rows, "no learning rate was logged"
+    for row in rows:  # the student's schedule: the baseline's, `offset` steps on
+        expected = params.train.lr * inverse_sqrt_schedule(int(row["step"]) + offset,
+                                                          params.train.warmup_steps)
+        assert float(row["lr"]) == pytest.approx(expected, rel=1e-6)
+    trained, base = load_checkpoint(tmp_path / "c"), load_checkpoint(dense_dir)
+    assert not trained.moe_layers()
+    assert any(not (trained.state_dict()[k] == v).all() for k, v in base.state_dict().items())
+
+
+@pytest.mark.parametrize("student_init", ["teacher", "fresh"])
+def test_control_starts_where_the_student_starts(params, dense_dir, tiny_corpus, tmp_path, student_init):
+    """With lr 0 nothing moves, so the control's weights are its starting point: the dense baseline for
+    a student started from the teacher, fresh weights (train.seed) for a fresh student."""
+    params.train.lr, params.distill.student_init = 0.0, student_init
+    train_control(params, dense_dir, tiny_corpus, tmp_path / "c", tmp_path / "r")
+    vocab, languages = api.load_vocab(tiny_corpus), api.corpus_languages(tiny_corpus)
+    start = (_weights(load_checkpoint(dense_dir)) if student_init == "teacher"
+             else _weights(api.build_model(params, "dense", vocab, languages)))
+    got = _weights(load_checkpoint(tmp_path / "c"))
+    assert set(got) == set(start) and all(torch.equal(got[k], start[k]) for k in start)
+    meta = json.loads((tmp_path / "c" / "meta.json").read_text())
+    assert meta["schedule_offset"] == (TEACHER_WARMSTART + TEACHER_STEPS if student_init == "teacher" else 0)
+
+
+def test_control_needs_a_dense_base(params, teacher_dir, tiny_corpus, tmp_path):
+    with pytest.raises(PipelineError, match="has MoE layers"):
+        train_control(params, teacher_dir, tiny_corpus, tmp_path / "c", tmp_path / "r")
+    assert not (tmp_path / "c").exists()
+
+
+def test_control_stage_names_a_missing_base(tiny_corpus, tmp_path, capsys, monkeypatch):
+    from stages.control import main
+
+    root = Path(__file__).resolve().parents[1]
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text((root / "params.yaml").read_text().replace("profile: default", "profile: smoke"))
+    shutil.copytree(root / "profiles", tmp_path / "profiles")
+    monkeypatch.chdir(tmp_path)
+    code = main(["--params", str(params_file), "--base", str(tmp_path / "nope"), "--corpus", str(tiny_corpus),
+                 "--out", str(tmp_path / "c"), "--reports", str(tmp_path / "r")])
+    assert code != 0
+    err = capsys.readouterr().err
+    assert "nope" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "c").exists()

@@ -61,17 +61,18 @@ def pipeline_run(tmp_path_factory, learnable_db):
 
 def test_dvc_repro_runs_every_stage_on_the_smoke_profile(pipeline_run):
     repo = pipeline_run
-    for name in ("dense", "token_moe", "task_moe", "student"):
+    for name in ("dense", "token_moe", "task_moe", "student", "dense_long"):
         assert (repo / "models" / name / "model.safetensors").exists()
     manifest = json.loads((repo / "models" / "task_moe_sub" / "manifest.json").read_text())
     assert set(manifest["tasks"]) == {"de", "fr", "en"}  # token/target: one decoder per target language
     compare = json.loads((repo / "reports" / "compare.json").read_text())
     assert "teacher_gain" in compare and "fraction_student_vs_teacher" in compare
+    assert compare["student_vs_control"] is not None  # the student against dense_long, its control
     report = (repo / "reports" / "report.md").read_text()
     assert report.startswith("# ") and "## Answer" in report
     assert "Provenance" in report and "sacrebleu" in report.lower()
     bench = json.loads((repo / "reports" / "benchmark.json").read_text())
-    assert set(bench["models"]) == {"dense", "token_moe", "task_moe", "task_moe_sub", "student"}
+    assert set(bench["models"]) == {"dense", "token_moe", "task_moe", "task_moe_sub", "student", "dense_long"}
     extract = json.loads((repo / "reports" / "extract.json").read_text())
     assert extract["max_abs_logit_diff"] <= 1e-4
 

@@ -49,7 +49,7 @@ compare: {bootstrap_resamples: 100}
 
 @pytest.fixture
 def evaluated(tmp_path):
-    """A params file, a corpus (meta.json + test TSVs) and the five systems' hyps under evaluate/,
+    """A params file, a corpus (meta.json + test TSVs) and the six systems' hyps under evaluate/,
     as the compare stage finds them."""
     import json
 
@@ -57,7 +57,7 @@ def evaluated(tmp_path):
 
     directions = ("en-de", "en-it", "de-en", "it-en")
     hyps, refs, _ = synthetic({"dense": 0.3, "token_moe": 0.6, "task_moe": 0.7, "student": 0.4,
-                               "task_moe_sub": 0.7}, directions=directions, n=40)
+                               "task_moe_sub": 0.7, "dense_long": 0.5}, directions=directions, n=40)
     corpus = tmp_path / "corpus"
     (corpus / "test").mkdir(parents=True)
     meta = {"languages": ["en", "de", "it"], "directions": list(directions), "pivot": "en",

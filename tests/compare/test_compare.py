@@ -114,6 +114,31 @@ def test_fraction_undefined_when_the_reference_gain_is_not_significant(make_synt
     assert result["fraction_student_vs_teacher"] is None
 
 
+def test_student_is_set_against_its_equal_steps_control(make_synthetic):
+    """Population BLEU is 100 q: the student (0.45) is 15 BLEU below dense_long (0.6), 15 above dense."""
+    hyps, refs, groups = make_synthetic({"dense": 0.3, "token_moe": 0.7, "student": 0.45,
+                                         "dense_long": 0.6}, n=300)
+    result = compare_systems(hyps, refs, groups, CFG)
+    control = result["vs_control"]["student"]
+    assert control["control"] == "dense_long" and result["setup"]["controls"] == {"student": "dense_long"}
+    avg = control["groups"]["avg"]
+    systems = result["systems"]
+    assert avg["diff"] == pytest.approx(systems["student"]["groups"]["avg"]["bleu"]
+                                        - systems["dense_long"]["groups"]["avg"]["bleu"])
+    assert avg["diff"] == pytest.approx(-15, abs=5) and avg["high"] < 0 and avg["significant"]
+    for direction, d in control["directions"].items():  # per direction, the same subtraction
+        assert d["diff"] == pytest.approx(systems["student"]["directions"][direction]["bleu"]
+                                          - systems["dense_long"]["directions"][direction]["bleu"])
+    assert (result["student_vs_control"], result["student_vs_control_low"],
+            result["student_vs_control_high"]) == (avg["diff"], avg["low"], avg["high"])
+    # the student's gain over dense is still measured against dense, not against the control
+    assert result["vs_baseline"]["student"]["groups"]["avg"]["diff"] > 0
+    # without the control evaluated there is nothing to compare against, and the headline says so
+    del hyps["dense_long"]
+    result = compare_systems(hyps, refs, groups, CFG)
+    assert result["vs_control"] == {} and result["student_vs_control"] is None
+
+
 def test_missing_system_folder_is_named(tmp_path):
     (tmp_path / "dense" / "hyps").mkdir(parents=True)
     write_lines(tmp_path / "dense" / "hyps" / "en-de.txt", ["a"])
@@ -132,6 +157,7 @@ def test_stage_writes_compare_json(evaluated):
     assert main(args) == 0
     result = json.loads((evaluated / "compare.json").read_text())
     assert result["fraction_student_vs_teacher"] == pytest.approx(1 / 3, abs=0.15)
+    assert result["student_vs_control"] == pytest.approx(-10, abs=8)  # student 0.4 vs dense_long 0.5
     assert set(result["fractions"]) == {"student_vs_teacher", "student_vs_task_moe",
                                         "task_moe_sub_vs_teacher", "task_moe_sub_vs_task_moe"}
     assert set(result["systems"]["dense"]["groups"]) == {"avg", "xx_to_pivot", "pivot_to_xx",

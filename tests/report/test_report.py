@@ -262,3 +262,38 @@ def test_a_fresh_student_is_not_said_to_train_after_its_teacher(tmp_path):
     text = render(root)
     assert "steps more after its teacher" not in text
     assert "the student starts from fresh weights; its lr schedule starts at step 0" in text
+
+
+@pytest.mark.parametrize("control_share, verdict", [
+    (0.5, "training dense as long without the teacher does significantly better than distilling."),
+    (0.4, "distillation is not distinguishable from training dense as long."),
+    (0.3, "distillation adds a significant gain over training dense as long."),
+])
+def test_student_is_judged_against_its_equal_steps_control(tmp_path, control_share, verdict):
+    root = write_inputs(tmp_path, {**SHARES, "dense_long": control_share})
+    text = render(root)
+    answer = text.split("## Answer")[1].split("##")[0]
+    compare = json.loads((root / "reports" / "compare.json").read_text())
+    avg = compare["vs_control"]["student"]["groups"]["avg"]
+    bleu = compare["systems"]["dense_long"]["groups"]["avg"]["bleu"]
+    assert ("The student trained 500 steps more after its teacher's 1,500, which dense did not, so its "
+            "difference to dense mixes distillation with longer training. Its equal-steps control, "
+            "dense_long (the dense baseline trained those steps too, on the same lr schedule, on the "
+            f"references, without the teacher), scores {bleu:.1f} BLEU, and the student is "
+            f"{avg['diff']:+.2f} against it (95% CI [{avg['low']:+.2f}, {avg['high']:+.2f}], "
+            f"p = {avg['p_value']:.3g}): {verdict}") in answer
+    assert "no evidence for distillation by itself" not in answer  # the control settles it
+    assert (f"| student − dense_long | {avg['diff']:+.2f} [{avg['low']:+.2f}, {avg['high']:+.2f}] |"
+            in text.split("## Gains over dense")[1])
+    assert "| dense_long | dense trained as long as the student, without the teacher (control) |" in text
+
+
+def test_a_fresh_students_control_is_a_fresh_dense_model(tmp_path):
+    root = write_inputs(tmp_path, {**SHARES, "dense_long": 0.4})
+    path = root / "models" / "student" / "meta.json"
+    meta = json.loads(path.read_text())
+    meta["distill"]["student_init"], meta["schedule_offset"] = "fresh", 0
+    path.write_text(json.dumps(meta))
+    answer = render(root).split("## Answer")[1].split("##")[0]
+    assert "steps more after its teacher" not in answer
+    assert "Its equal-steps control, dense_long (a fresh dense model trained as many steps, on the " in answer
