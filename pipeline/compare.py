@@ -23,7 +23,8 @@ and asks for both references, each with a confidence interval. How they are comp
   includes 0: dividing by a gain that may be zero gives a number with no meaning.
 - An approach that trained steps dense did not is also set against its equal-steps control (`CONTROLS`:
   the student against dense_long, dense trained as long on the references without the teacher), with the
-  same paired bootstrap: `vs_control`. That difference is what distillation adds over training longer.
+  same paired bootstrap: `vs_control`. That difference is what the teacher gives the student (its weights
+  as a start, its translations or token distributions to learn from) beyond training as long.
 """
 
 from __future__ import annotations

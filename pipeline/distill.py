@@ -15,6 +15,7 @@ with the student's schedule and no teacher. Student vs `dense_long` is what dist
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
@@ -92,17 +93,17 @@ def translate_training_sources(teacher_dir: Path, corpus_dir: Path, out_dir: Pat
     return stats
 
 
-def check_compatible(teacher, vocab, corpus_dir: Path, what: str) -> None:
-    """The teacher must share the corpus' vocabulary and language ids."""
+def check_compatible(teacher, vocab, corpus_dir: Path, what: str, fix: str = "retrain the teacher") -> None:
+    """The teacher (or another model read from disk) must share the corpus' vocabulary and language ids."""
     from pipeline.train.api import corpus_languages
 
     if teacher.cfg.vocab_size != vocab.size:
         raise PipelineError(f"{what}: vocabulary size {teacher.cfg.vocab_size} differs from the "
-                            f"corpus' {vocab.size} ({corpus_dir}/spm.model): retrain the teacher")
+                            f"corpus' {vocab.size} ({corpus_dir}/spm.model): {fix}")
     languages = corpus_languages(corpus_dir)
     if list(teacher.cfg.languages) != languages:
         raise PipelineError(f"{what}: languages {teacher.cfg.languages} differ from the corpus' "
-                            f"{languages}: retrain the teacher")
+                            f"{languages}: {fix}")
 
 
 def schedule_steps(model_dir: Path, what: str = "teacher") -> int:
@@ -169,8 +170,10 @@ def train_control(params: Params, base_dir: Path, corpus_dir: Path, out_dir: Pat
     A student started from the teacher (`distill.student_init: teacher`) trains `distill.max_steps` more
     steps after the teacher's; the dense baseline (`base_dir`) trains as many more here, on the references,
     on the schedule the student follows (`distill.lr_schedule`: continued from where the baseline stopped,
-    or restarted), with the same seed and batches. A fresh student's control is a fresh dense model trained
-    as long. Either way, the student and this model differ only in what the teacher adds.
+    or restarted), with the same seed (and the same batches when the student trains on the references,
+    `distill.sequence_level: false`). A fresh student's control is a fresh dense model trained as long.
+    Either way, the student and this model differ only in what the teacher gives the student: its weights
+    as a starting point, and its translations or token distributions to learn from.
     """
     from pipeline.model.checkpoint import load_checkpoint
     from pipeline.train.api import build_model, corpus_languages, finish, load_vocab, make_job
@@ -183,15 +186,16 @@ def train_control(params: Params, base_dir: Path, corpus_dir: Path, out_dir: Pat
     offset, inputs = 0, []
     if dcfg.student_init == "teacher":
         base = load_checkpoint(base_dir)
-        check_compatible(base, vocab, corpus_dir, what=str(base_dir))
+        check_compatible(base, vocab, corpus_dir, what=str(base_dir), fix="rerun its train stage")
         if base.moe_layers():
             raise PipelineError(f"{base_dir}: has MoE layers; the control continues the dense baseline")
-        try:
-            model.load_state_dict(base.state_dict())
-        except RuntimeError as exc:
-            first = str(exc).strip().splitlines()[0]
-            raise PipelineError(f"{base_dir}: its weights do not fit params.model ({first}); "
-                                "rerun its train stage") from None
+        want, have = model.cfg.to_dict(), base.cfg.to_dict()
+        differ = sorted(k for k in set(want) | set(have)
+                        if json.dumps(want.get(k), sort_keys=True) != json.dumps(have.get(k), sort_keys=True))
+        if differ:
+            raise PipelineError(f"{Path(base_dir) / 'config.json'}: {', '.join(differ)} differ from params "
+                                "(model, models.dense): rerun its train stage")
+        model.load_state_dict(base.state_dict())
         inputs = [base_dir]
         if dcfg.lr_schedule == "continue":
             offset = schedule_steps(base_dir, what="dense baseline")

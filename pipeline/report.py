@@ -46,7 +46,7 @@ TEACHER, SUB, STUDENT, BASELINE, CONTROL = "token_moe", "task_moe_sub", "student
 DESCRIPTIONS = {"dense": "dense baseline", "token_moe": "token-level MoE (the distillation teacher)",
                 "task_moe": "task-level MoE", "task_moe_sub": "task-MoE sub-networks (extracted)",
                 "student": "dense student distilled from the teacher",
-                "dense_long": "dense trained as long as the student, without the teacher (control)"}
+                "dense_long": "dense, the student's equal-steps control (no teacher)"}
 TRAIN_KEYS = ("params_total", "params_active_per_token", "steps", "tokens_per_second", "wall_seconds",
               "val_loss", "best_val_loss", "val_bleu", "device")
 
@@ -82,6 +82,7 @@ class Inputs:
     study: Optional[dict] = None  # reports/curves.json: the learning-curve study
     distill_data: Optional[dict] = None  # data/distill/meta.json, as the distilled model's meta.json keeps it
     distill: Optional[dict] = None  # the distilled model's meta.json: its distill settings, schedule_offset
+    control: Optional[dict] = None  # the control's meta.json: `control` settings and schedule_offset
 
     @property
     def systems(self) -> list[str]:
@@ -141,6 +142,8 @@ def load_inputs(reports_dir: str | Path, models_dir: str | Path, corpus_dir: str
             inputs.distill_data = model_meta["distill_data"]
         if model_meta.get("distill"):
             inputs.distill = {**model_meta["distill"], "schedule_offset": model_meta.get("schedule_offset")}
+        if model_meta.get("control"):
+            inputs.control = {**model_meta["control"], "schedule_offset": model_meta.get("schedule_offset")}
         if (reports / "train" / name / "curves.csv").exists():
             inputs.curves[name] = _read_curves(reports / "train" / name / "curves.csv")
     inputs.benchmark = _optional_json(reports / "benchmark.json")
@@ -223,6 +226,20 @@ def _student_words(inputs: Inputs, conf: str) -> list[str]:
     return out + [w for w in longer if w]
 
 
+def _control_what(inputs: Inputs) -> str:
+    """What the control is, from its own meta.json where present (else from the student's recipe)."""
+    fresh = (inputs.control or {}).get("base", "") is None or \
+        (inputs.distill or {}).get("student_init", "teacher") != "teacher"
+    if fresh:
+        return "a fresh dense model trained as many steps as the student on the references, without the teacher"
+    own, student = (inputs.control or {}).get("schedule_offset"), (inputs.distill or {}).get("schedule_offset")
+    if own == student or own is None or student is None:
+        return ("the dense baseline trained the student's steps too, on the same lr schedule and the references, "
+                "without the teacher")
+    return (f"the dense baseline trained the student's steps too, on the references without the teacher, its "
+            f"lr schedule from step {own:,} and the student's from {student:,}")
+
+
 def _control_words(inputs: Inputs, conf: str) -> Optional[str]:
     """The student against its equal-steps control (compare.json's vs_control), if it was evaluated."""
     c = inputs.compare
@@ -231,16 +248,13 @@ def _control_words(inputs: Inputs, conf: str) -> Optional[str]:
     name = control.get("control", CONTROL)
     if not avg or name not in c["systems"]:
         return None
-    fresh = (inputs.distill or {}).get("student_init", "teacher") != "teacher"
-    what = ("a fresh dense model trained as many steps" if fresh
-            else "the dense baseline trained those steps too, on the same lr schedule")
     if not avg["significant"]:
-        verdict = "distillation is not distinguishable from training dense as long"
+        verdict = "the student is not distinguishable from dense trained as long"
     elif avg["diff"] > 0:
-        verdict = "distillation adds a significant gain over training dense as long"
+        verdict = "what the student takes from the teacher adds a significant gain over training dense as long"
     else:
-        verdict = "training dense as long without the teacher does significantly better than distilling"
-    return (f"Its equal-steps control, {name} ({what}, on the references, without the teacher), scores "
+        verdict = "training dense as long without the teacher does significantly better than the student"
+    return (f"Its equal-steps control, {name} ({_control_what(inputs)}), scores "
             f"{num(c['systems'][name]['groups']['avg']['bleu'])} BLEU, and the student is {avg['diff']:+.2f} "
             f"against it ({conf} CI [{avg['low']:+.2f}, {avg['high']:+.2f}], p = {avg['p_value']:.3g}): "
             f"{verdict}.")
@@ -425,9 +439,8 @@ def gains_section(inputs: Inputs) -> str:
                    for v in (control["groups"].get(g) for g in GROUPS)]]
         avg = control["groups"]["avg"]
         rows[0] += [f"{avg['p_value']:.3g}", "yes" if avg["significant"] else "no"]
-        out += [f"\nAgainst its equal-steps control: {control['control']} trained the steps {approach} trained "
-                f"beyond dense, on the references without the teacher (stage control), so this difference "
-                f"is what the teacher adds over training longer.\n",
+        out += [f"\nAgainst its equal-steps control, {control['control']} ({_control_what(inputs)}; stage "
+                f"control): this difference is what the teacher adds beyond training as long.\n",
                 md_table(["difference"] + [f"Δ {group_label(g, pivot)} [CI]" for g in GROUPS]
                          + ["p (avg)", "significant"], rows)]
     if not c["fractions"]:

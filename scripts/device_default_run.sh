@@ -22,12 +22,15 @@ for m in dense token_moe task_moe; do
   run "train_$m" stages.train --model $m --corpus data/corpus --warmstart models/warmstart --out models/$m --reports reports/train/$m &
 done; wait; snap
 run distill_data stages.distill_data --teacher models/token_moe --corpus data/corpus --out data/distill &
+run control stages.control --base models/dense --corpus data/corpus --out models/dense_long --reports reports/train/dense_long &
 run extract stages.extract --model models/task_moe --corpus data/corpus --out models/task_moe_sub --report reports/extract.json &
 for m in dense token_moe task_moe; do
   run "eval_$m" stages.evaluate --model $m --model-dir models/$m --corpus data/corpus --out reports/evaluate/$m &
 done; wait; snap
 run distill stages.distill --teacher models/token_moe --corpus data/corpus --distill-data data/distill --out models/student --reports reports/train/student &
 run eval_task_moe_sub stages.evaluate --model task_moe_sub --model-dir models/task_moe_sub --corpus data/corpus --out reports/evaluate/task_moe_sub &
+run eval_dense_long stages.evaluate --model dense_long --model-dir models/dense_long --corpus data/corpus --out reports/evaluate/dense_long &
+run curves stages.curves --train-reports reports/train --corpus data/corpus --out reports/curves.json &
 wait; snap
 run eval_student stages.evaluate --model student --model-dir models/student --corpus data/corpus --out reports/evaluate/student
 run compare stages.compare --evaluations reports/evaluate --corpus data/corpus --out reports/compare.json &
@@ -35,5 +38,5 @@ run benchmark stages.benchmark --models-dir models --corpus data/corpus --out re
 wait; snap
 run report stages.report --reports reports --models-dir models --corpus data/corpus --out reports/report.md --plots reports/plots
 snap
-for m in dense token_moe task_moe student; do cp "models/$m/meta.json" "$OUT/meta_$m.json" 2>/dev/null; done
+for m in dense token_moe task_moe student dense_long; do cp "models/$m/meta.json" "$OUT/meta_$m.json" 2>/dev/null; done
 kill $SNAPPER; t done

@@ -235,6 +235,18 @@ def test_control_needs_a_dense_base(params, teacher_dir, tiny_corpus, tmp_path):
     assert not (tmp_path / "c").exists()
 
 
+def test_control_base_must_match_params(params, tiny_corpus, tmp_path):
+    """Same weight shapes, another dropout: loading would work, but it is not the model params describe."""
+    other = copy.deepcopy(params)
+    other.model.dropout = 0.3
+    vocab, languages = api.load_vocab(tiny_corpus), api.corpus_languages(tiny_corpus)
+    folder = save_checkpoint(api.build_model(other, "dense", vocab, languages), tmp_path / "dense",
+                             meta={"train": {"steps": 5}})
+    with pytest.raises(PipelineError, match=r"dense/config\.json: dropout differ from params"):
+        train_control(params, folder, tiny_corpus, tmp_path / "c", tmp_path / "r")
+    assert not (tmp_path / "c").exists()
+
+
 def test_control_stage_names_a_missing_base(tiny_corpus, tmp_path, capsys, monkeypatch):
     from stages.control import main
 

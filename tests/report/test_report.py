@@ -265,9 +265,9 @@ def test_a_fresh_student_is_not_said_to_train_after_its_teacher(tmp_path):
 
 
 @pytest.mark.parametrize("control_share, verdict", [
-    (0.5, "training dense as long without the teacher does significantly better than distilling."),
-    (0.4, "distillation is not distinguishable from training dense as long."),
-    (0.3, "distillation adds a significant gain over training dense as long."),
+    (0.5, "training dense as long without the teacher does significantly better than the student."),
+    (0.4, "the student is not distinguishable from dense trained as long."),
+    (0.3, "what the student takes from the teacher adds a significant gain over training dense as long."),
 ])
 def test_student_is_judged_against_its_equal_steps_control(tmp_path, control_share, verdict):
     root = write_inputs(tmp_path, {**SHARES, "dense_long": control_share})
@@ -278,14 +278,21 @@ def test_student_is_judged_against_its_equal_steps_control(tmp_path, control_sha
     bleu = compare["systems"]["dense_long"]["groups"]["avg"]["bleu"]
     assert ("The student trained 500 steps more after its teacher's 1,500, which dense did not, so its "
             "difference to dense mixes distillation with longer training. Its equal-steps control, "
-            "dense_long (the dense baseline trained those steps too, on the same lr schedule, on the "
+            "dense_long (the dense baseline trained the student's steps too, on the same lr schedule and the "
             f"references, without the teacher), scores {bleu:.1f} BLEU, and the student is "
             f"{avg['diff']:+.2f} against it (95% CI [{avg['low']:+.2f}, {avg['high']:+.2f}], "
             f"p = {avg['p_value']:.3g}): {verdict}") in answer
     assert "no evidence for distillation by itself" not in answer  # the control settles it
     assert (f"| student − dense_long | {avg['diff']:+.2f} [{avg['low']:+.2f}, {avg['high']:+.2f}] |"
             in text.split("## Gains over dense")[1])
-    assert "| dense_long | dense trained as long as the student, without the teacher (control) |" in text
+    assert "Against its equal-steps control, dense_long (the dense baseline trained the student's steps" in text
+
+
+def _write_control_meta(root, base, offset):
+    (root / "models" / "dense_long").mkdir(parents=True, exist_ok=True)
+    meta = {"control": {"of": "student", "base": base, "student_init": "teacher" if base else "fresh",
+                        "lr_schedule": "continue", "max_steps": 500}, "schedule_offset": offset}
+    (root / "models" / "dense_long" / "meta.json").write_text(json.dumps(meta))
 
 
 def test_a_fresh_students_control_is_a_fresh_dense_model(tmp_path):
@@ -294,6 +301,19 @@ def test_a_fresh_students_control_is_a_fresh_dense_model(tmp_path):
     meta = json.loads(path.read_text())
     meta["distill"]["student_init"], meta["schedule_offset"] = "fresh", 0
     path.write_text(json.dumps(meta))
-    answer = render(root).split("## Answer")[1].split("##")[0]
+    _write_control_meta(root, None, 0)
+    text = render(root)
+    answer = text.split("## Answer")[1].split("##")[0]
     assert "steps more after its teacher" not in answer
-    assert "Its equal-steps control, dense_long (a fresh dense model trained as many steps, on the " in answer
+    what = "(a fresh dense model trained as many steps as the student on the references, without the teacher"
+    assert f"Its equal-steps control, dense_long {what}), scores" in answer
+    assert f"Against its equal-steps control, dense_long {what}; stage control)" in text  # the gains section
+
+
+def test_control_on_another_schedule_step_is_named(tmp_path):
+    """keep_checkpoint best_val_loss: each continues from its own base's kept step, which can differ."""
+    root = write_inputs(tmp_path, {**SHARES, "dense_long": 0.4})
+    _write_control_meta(root, "models/dense", 1_250)
+    answer = render(root).split("## Answer")[1].split("##")[0]
+    assert "its lr schedule from step 1,250 and the student's from 1,500)" in answer
+    assert "on the same lr schedule" not in answer
