@@ -261,3 +261,19 @@ def test_control_stage_names_a_missing_base(tiny_corpus, tmp_path, capsys, monke
     err = capsys.readouterr().err
     assert "nope" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "c").exists()
+
+
+def test_control_is_the_students_recipe_without_the_teacher(params, dense_dir, tiny_corpus, tmp_path):
+    """A student whose 'teacher' is the dense baseline and that learns nothing from it (both KD kinds off,
+    on the references) is the control: same start, schedule, seed and batches, so the same weights."""
+    params.distill.max_steps = 6
+    params.distill.sequence_level, params.distill.word_level.enabled = False, False
+    translate_training_sources(dense_dir, tiny_corpus, tmp_path / "d", DecodeConfig(beam_size=1),
+                               sequence_level=False)
+    train_student(params, dense_dir, tiny_corpus, tmp_path / "d", tmp_path / "s", tmp_path / "rs")
+    train_control(params, dense_dir, tiny_corpus, tmp_path / "c", tmp_path / "rc")
+    student, control = _weights(load_checkpoint(tmp_path / "s")), _weights(load_checkpoint(tmp_path / "c"))
+    assert set(student) == set(control) and all(torch.equal(student[k], control[k]) for k in student)
+    meta = [json.loads((tmp_path / x / "meta.json").read_text()) for x in ("s", "c")]
+    assert meta[0]["schedule_offset"] == meta[1]["schedule_offset"] == TEACHER_WARMSTART + TEACHER_STEPS
+    assert not all(torch.equal(student[k], v) for k, v in _weights(load_checkpoint(dense_dir)).items())
