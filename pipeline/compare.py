@@ -25,14 +25,19 @@ and asks for both references, each with a confidence interval. How they are comp
   the student against dense_long, dense trained as long on the references without the teacher), with the
   same paired bootstrap: `vs_control`. That difference is what the teacher gives the student (its weights
   as a start, its translations or token distributions to learn from) beyond training as long.
+- With more training seeds (the seeds stage, `seeds.extra`), `across_seeds` gives each seed's gains over
+  its own dense (same resampled sentences for every seed) and, over seeds, their mean with two intervals:
+  the sentence bootstrap of the mean (the test set's uncertainty, models held fixed) and Student's t over
+  the per-seed gains (how much retraining moves the gain; defined from two seeds on, wide with few).
 """
 
 from __future__ import annotations
 
+import math
 import time
 import zlib
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -191,6 +196,77 @@ def gain_fraction(bs: Bootstrap, approach: str, reference: str, baseline: str,
     return out
 
 
+def t_quantile(confidence: float, df: int) -> float:
+    """Two-sided Student-t critical value t: P(|T| <= t) = confidence for `df` degrees of freedom.
+
+    P(|T| <= t) by the exact finite series for integer df (Abramowitz & Stegun 26.7.3-4), then bisection.
+    """
+    if df < 1:
+        raise ValueError(f"degrees of freedom must be >= 1, got {df}")
+
+    def inside(t: float) -> float:
+        theta = math.atan(t / math.sqrt(df))
+        c2, total, term = math.cos(theta) ** 2, 1.0, 1.0
+        if df % 2:  # odd: (2/pi) (theta + sin cos (1 + 2/3 cos^2 + 2*4/(3*5) cos^4 + ...))
+            for k in range(1, (df - 1) // 2):
+                term *= c2 * (2 * k) / (2 * k + 1)
+                total += term
+            tail = math.sin(theta) * math.cos(theta) * total if df > 1 else 0.0
+            return 2 / math.pi * (theta + tail)
+        for k in range(1, df // 2):  # even: sin (1 + 1/2 cos^2 + 1*3/(2*4) cos^4 + ...)
+            term *= c2 * (2 * k - 1) / (2 * k)
+            total += term
+        return math.sin(theta) * total
+
+    low, high = 0.0, 1.0
+    while inside(high) < confidence:
+        high *= 2
+    for _ in range(100):
+        mid = (low + high) / 2
+        low, high = (mid, high) if inside(mid) < confidence else (low, mid)
+    return high
+
+
+def seed_system(model: str, seed: int, main_seed: int) -> str:
+    """The bootstrap's name for `model` trained with `seed` (the main run's models keep their names)."""
+    return model if seed == main_seed else f"{model}@seed{seed}"
+
+
+def across_seeds(bs: Bootstrap, main_seed: int, extra: Sequence[int], models: Sequence[str],
+                 members: Sequence[str], confidence: float, baseline: str = BASELINE) -> dict:
+    """Every seed's BLEU and gains over its own `baseline`, and the gains' summary over seeds."""
+    seeds = [main_seed, *extra]
+    per_seed = {}
+    for seed in seeds:
+        name = lambda m, seed=seed: seed_system(m, seed, main_seed)  # noqa: E731
+        per_seed[str(seed)] = {
+            "bleu": {m: bs.score(name(m), members)[0] for m in models},
+            "gains": {m: difference(bs, name(m), name(baseline), members, confidence)
+                      for m in models if m != baseline}}
+    gains = {}
+    for model in (m for m in models if m != baseline):
+        diffs = [per_seed[str(s)]["gains"][model]["diff"] for s in seeds]
+        resampled = np.mean([bs.score(seed_system(model, s, main_seed), members)[1]
+                             - bs.score(seed_system(baseline, s, main_seed), members)[1] for s in seeds], axis=0)
+        sentence_low, sentence_high = interval(resampled, confidence)
+        mean, n = float(np.mean(diffs)), len(diffs)
+        sd = float(np.std(diffs, ddof=1)) if n > 1 else None
+        half = t_quantile(confidence, n - 1) * sd / math.sqrt(n) if n > 1 else None
+        gains[model] = {
+            "mean": mean, "per_seed": diffs,
+            "sentence_low": sentence_low, "sentence_high": sentence_high,
+            "seed_sd": sd, "seed_low": mean - half if half is not None else None,
+            "seed_high": mean + half if half is not None else None,
+            "positive_in": sum(d > 0 for d in diffs),
+            "significant_in": sum(per_seed[str(s)]["gains"][model]["significant"]
+                                  and per_seed[str(s)]["gains"][model]["diff"] > 0 for s in seeds)}
+    dense = [per_seed[str(s)]["bleu"][baseline] for s in seeds]
+    return {"main_seed": main_seed, "seeds": seeds, "models": list(models), "per_seed": per_seed,
+            "gains": gains, "baseline_sd": float(np.std(dense, ddof=1)) if len(dense) > 1 else None,
+            "interval_over_seeds": "Student's t over the per-seed gains (mean +- t * sd / sqrt(n))",
+            "interval_over_sentences": "paired bootstrap of the mean gain, the same sentences for every seed"}
+
+
 def per_scope(func, groups: dict[str, list[str]], directions: Sequence[str]) -> dict:
     """`func(members)` for every non-empty group and every single direction."""
     return {"groups": {g: func(m) for g, m in groups.items() if m},
@@ -198,11 +274,26 @@ def per_scope(func, groups: dict[str, list[str]], directions: Sequence[str]) -> 
 
 
 def compare_systems(hyps: dict[str, dict[str, list[str]]], refs: dict[str, list[str]],
-                    groups: dict[str, list[str]], cfg: CompareConfig, baseline: str = BASELINE) -> dict:
-    """The whole comparison from in-memory hypotheses (system -> direction -> lines) and references."""
+                    groups: dict[str, list[str]], cfg: CompareConfig, baseline: str = BASELINE,
+                    seed_hyps: Optional[dict[int, dict[str, dict[str, list[str]]]]] = None,
+                    main_seed: Optional[int] = None) -> dict:
+    """The whole comparison from in-memory hypotheses (system -> direction -> lines) and references.
+
+    `seed_hyps` (seed -> model -> direction -> lines: the seeds stage's models) adds `across_seeds`, with
+    `main_seed` the seed of `hyps`' models."""
     if baseline not in hyps:
         raise PipelineError(f"evaluate.models: the baseline {baseline!r} must be evaluated")
-    bs = Bootstrap(hyps, refs, cfg.bootstrap_resamples, cfg.seed)
+    seed_hyps = seed_hyps or {}
+    seed_models = sorted(dict.fromkeys(m for by_model in seed_hyps.values() for m in by_model),
+                         key=lambda m: m != baseline)  # the baseline first, the others as given
+    for seed, by_model in seed_hyps.items():
+        missing = [m for m in seed_models if m not in by_model or m not in hyps]
+        if missing or seed == main_seed:
+            raise PipelineError(f"seeds: seed {seed} lacks {', '.join(missing)} or repeats the main seed "
+                                "(every seed needs the main run's models, evaluated)")
+    bs = Bootstrap({**hyps, **{seed_system(m, s, main_seed): h for s, by_model in seed_hyps.items()
+                               for m, h in by_model.items()}},
+                   refs, cfg.bootstrap_resamples, cfg.seed)
     conf, directions = cfg.confidence, bs.directions
     systems = {s: per_scope(lambda m, s=s: system_score(bs, s, m, conf), groups, directions)
                for s in hyps}
@@ -228,6 +319,9 @@ def compare_systems(hyps: dict[str, dict[str, list[str]]], refs: dict[str, list[
              "seed": cfg.seed, "confidence": conf, "signatures": bs.signatures,
              "interval": "percentile", "p_value": "paired bootstrap, two-sided (sacrebleu paired-bs)"}
     result = {"systems": systems, "vs_baseline": versus, "vs_control": controls, "fractions": fractions}
+    if seed_hyps:
+        result["across_seeds"] = across_seeds(bs, main_seed, sorted(seed_hyps), seed_models, directions,
+                                              conf, baseline)
     return {**headline(result, baseline), "setup": setup, **result, "paper": PAPER}
 
 
@@ -252,6 +346,12 @@ def headline(result: dict, baseline: str) -> dict:
         for key in ("diff", "low", "high", "p_value"):
             suffix = "" if key == "diff" else f"_{key}"
             out[f"{approach}_vs_control{suffix}"] = diff[key] if diff else None
+    seeds = result.get("across_seeds")
+    out["seeds"] = len(seeds["seeds"]) if seeds else 1
+    for label, system in REFERENCES.items():
+        over = seeds["gains"].get(system) if seeds else None
+        for key in ("mean", "seed_low", "seed_high"):
+            out[f"{label}_gain_over_seeds_{key.replace('seed_', '')}"] = over[key] if over else None
     return out
 
 
@@ -289,22 +389,48 @@ def align(hyps: dict[str, dict[str, list[str]]], refs: dict[str, list[str]],
 
 
 def run_compare(evaluations_dir: str | Path, corpus_dir: str | Path, systems: Sequence[str],
-                cfg: CompareConfig, high_resource: Sequence[str] = ()) -> dict:
+                cfg: CompareConfig, high_resource: Sequence[str] = (),
+                seeds_dir: Optional[str | Path] = None, main_seed: Optional[int] = None) -> dict:
     """Read every system's hypotheses and the test references, and compare them (see compare_systems).
-    `high_resource` is used only if the corpus's meta.json does not list the high-resource languages."""
+    `high_resource` is used only if the corpus's meta.json does not list the high-resource languages.
+    `seeds_dir` (the seeds stage's reports folder) adds the extra seeds' models; its index must name
+    `main_seed` (train.seed) as the main run's seed."""
     from pipeline.data.corpus import load_split
 
     start = time.perf_counter()
     meta = read_corpus_meta(Path(corpus_dir))
     directions = meta["directions"]
     hyps = load_hypotheses(Path(evaluations_dir), systems, directions)
+    seed_hyps = {}
+    if seeds_dir is not None:
+        from pipeline.seeds import INDEX, load_seed_hypotheses
+
+        index, seed_hyps = load_seed_hypotheses(seeds_dir, directions)
+        if seed_hyps and index["main_seed"] != main_seed:
+            raise PipelineError(f"{Path(seeds_dir) / INDEX}: made with train.seed {index['main_seed']}, "
+                                f"params say {main_seed} (rerun `dvc repro seeds`)")
+        absent = [m for m in index["models"] if seed_hyps and m not in hyps]
+        if absent:
+            raise PipelineError(f"seeds.models: {', '.join(absent)} not in evaluate.models (the main "
+                                "seed's evaluation)")
     test = load_split(Path(corpus_dir), "test")
     missing = [d for d in directions if d not in test]
     if missing:
         raise PipelineError(f"{Path(corpus_dir) / 'test'}: no test pairs for {', '.join(missing)}")
     refs = align(hyps, {d: [p.target for p in test[d]] for d in directions}, Path(evaluations_dir))
+    for seed, by_model in seed_hyps.items():
+        for model, by_direction in by_model.items():
+            for direction, lines in by_direction.items():
+                if len(lines) != len(refs[direction]):
+                    from pipeline.seeds import seed_folder
+
+                    raise PipelineError(
+                        f"{Path(seeds_dir) / seed_folder(seed) / 'evaluate' / model / 'hyps' / (direction + '.txt')}: "
+                        f"{len(lines)} lines, expected {len(refs[direction])} like the main evaluation "
+                        "(evaluate.max_sentences changed? rerun `dvc repro seeds`)")
     high = meta.get("high_resource", list(high_resource))
-    result = compare_systems(hyps, refs, direction_groups(directions, meta["pivot"], high), cfg)
+    result = compare_systems(hyps, refs, direction_groups(directions, meta["pivot"], high), cfg,
+                             seed_hyps=seed_hyps, main_seed=main_seed)
     result["setup"].update(pivot=meta["pivot"], high_resource=high,
                            wall_seconds=time.perf_counter() - start)
     return result

@@ -129,9 +129,10 @@ class DistillConfig:
     teacher: str = "token_moe"
     student_init: str = "teacher"  # teacher (non-expert weights) | fresh
     ffn_init: str = "expert_mean"  # at former MoE positions: fresh | expert_mean
-    # continue: a student initialised from the teacher takes up the teacher's lr schedule where the
-    # teacher stopped (warm start + its steps), as the upcycled models take up the warm start's;
-    # restart: warmup from 0 again. A fresh student always starts the schedule at step 0.
+    # continue: a student initialised from the teacher takes up the teacher's lr schedule at the step of
+    # the teacher's kept weights (warm start + its steps; the best one under keep_checkpoint:
+    # best_val_loss), as the upcycled models take up the warm start's; restart: warmup from 0 again.
+    # A fresh student always starts the schedule at step 0.
     lr_schedule: str = "continue"
     sequence_level: bool = True  # train on the teacher's translations of the training sources
     decode: DecodeConfig = field(default_factory=lambda: DecodeConfig(beam_size=1))
@@ -175,6 +176,15 @@ class BenchmarkConfig:
 
 
 @dataclass
+class SeedsConfig:
+    # More training seeds for the premise (the MoEs' gains over dense): the seeds stage retrains the warm
+    # start and `models` with train.seed set to each of `extra` and translates the test split with them;
+    # compare sets every seed's gains side by side and gives their spread. [] = train.seed only.
+    extra: list[int] = field(default_factory=list)
+    models: list[str] = field(default_factory=lambda: ["dense", "token_moe", "task_moe"])
+
+
+@dataclass
 class Params:
     profile: str = "default"
     data: DataConfig = field(default_factory=DataConfig)
@@ -186,6 +196,7 @@ class Params:
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     compare: CompareConfig = field(default_factory=CompareConfig)
     benchmark: BenchmarkConfig = field(default_factory=BenchmarkConfig)
+    seeds: SeedsConfig = field(default_factory=SeedsConfig)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -382,6 +393,17 @@ def validate(p: Params, source: str = "params.yaml") -> None:
     need(b.max_sentences > 0, "benchmark.max_sentences", "must be > 0")
     need(b.max_batches > 0, "benchmark.max_batches", "must be > 0")
     need(b.beam_size >= 1, "benchmark.beam_size", "must be >= 1")
+
+    s = p.seeds
+    need(len(set(s.extra)) == len(s.extra), "seeds.extra", "has duplicates")
+    need(all(x >= 0 for x in s.extra), "seeds.extra", "must be seeds >= 0")
+    need(t.seed not in s.extra, "seeds.extra", f"must not repeat train.seed ({t.seed}): that run is the main one")
+    need("dense" in s.models, "seeds.models", "must include dense (the baseline of every gain)")
+    need(len(set(s.models)) == len(s.models), "seeds.models", "has duplicates")
+    for name in s.models:
+        need(name in p.models, "seeds.models", f"names no model in models: {name!r}")
+        need(not s.extra or name in p.evaluate.models, "seeds.models",
+             f"{name!r} is not in evaluate.models (the main seed's evaluation it is compared with)")
 
     for ok, key, why in checks:
         if not ok:

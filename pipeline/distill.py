@@ -10,7 +10,8 @@ teacher stopped (`distill.lr_schedule: continue`), as the upcycled models take u
 A student started from the teacher trains `distill.max_steps` steps that the dense baseline never took, so
 its gain over dense mixes what the teacher taught with what more training gives. `train_control` trains
 the equal-steps control, `dense_long`: the dense baseline itself, trained those steps on the references
-with the student's schedule and no teacher. Student vs `dense_long` is what distillation adds.
+with the student's schedule and no teacher. Student vs `dense_long` is what the teacher gives the student
+(its weights as a start, its translations or token distributions) beyond training as long.
 """
 
 from __future__ import annotations

@@ -116,6 +116,35 @@ def learning_curves(study: Optional[dict], path: Path) -> bool:
     return _save(fig, path)
 
 
+def seed_gains(seeds: Optional[dict], path: Path) -> bool:
+    """Each MoE's gain over dense per training seed (sentence-bootstrap interval) and their mean over seeds
+    (Student's t interval), from compare.json's `across_seeds`."""
+    if not seeds or not seeds.get("gains"):
+        return False
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    labels = [f"seed {s}" for s in seeds["seeds"]] + ["mean over seeds"]
+    width = 0.8 / len(seeds["gains"])
+    for i, (model, summary) in enumerate(seeds["gains"].items()):
+        x = [k + (i - (len(seeds["gains"]) - 1) / 2) * width for k in range(len(labels))]
+        per = [seeds["per_seed"][str(s)]["gains"][model] for s in seeds["seeds"]]
+        y = [g["diff"] for g in per] + [summary["mean"]]
+        low = [g["low"] for g in per] + [summary["seed_low"] if summary["seed_low"] is not None
+                                         else summary["mean"]]
+        high = [g["high"] for g in per] + [summary["seed_high"] if summary["seed_high"] is not None
+                                           else summary["mean"]]
+        ax.errorbar(x, y, yerr=[[v - lo for v, lo in zip(y, low)], [hi - v for v, hi in zip(y, high)]],
+                    fmt="o", capsize=4, label=f"{model} − dense", color=f"C{i + 1}")
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_xticks(range(len(labels)), labels)
+    ax.set_ylabel("average test BLEU difference to dense")
+    ax.set_title("gain over dense per training seed (bootstrap CI) and mean (t CI over seeds)",
+                 fontsize="medium")
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize="small")
+    return _save(fig, path)
+
+
 def throughput_vs_batch(benchmark: Optional[dict], path: Path) -> bool:
     """Decoded tokens/s against batch size for every benchmarked model."""
     models = (benchmark or {}).get("models", {})

@@ -22,6 +22,8 @@ Only `compare.json` is required; every other input may be missing and is then re
 - `<models>/<model>/config.json` (routing), `<models>/<model>/meta.json` key `expert_usage`:
   {layer_name: {tgt_lang: [share of routing per expert]}}
 - `<corpus>/meta.json`, `dvc.lock` (hashes of data and checkpoints)
+- `<reports>/seeds/index.json` (pipeline.seeds): the extra seeds' training and evaluation times; their
+  gains come from compare.json's `across_seeds`
 """
 
 from __future__ import annotations
@@ -84,6 +86,7 @@ class Inputs:
     distill_data: Optional[dict] = None  # data/distill/meta.json, as the distilled model's meta.json keeps it
     distill: Optional[dict] = None  # the distilled model's meta.json: its distill settings, schedule_offset
     control: Optional[dict] = None  # the control's meta.json: `control` settings and schedule_offset
+    seeds: Optional[dict] = None  # reports/seeds/index.json: the seeds stage's extra seeds
 
     @property
     def systems(self) -> list[str]:
@@ -148,6 +151,7 @@ def load_inputs(reports_dir: str | Path, models_dir: str | Path, corpus_dir: str
         if (reports / "train" / name / "curves.csv").exists():
             inputs.curves[name] = _read_curves(reports / "train" / name / "curves.csv")
     inputs.benchmark = _optional_json(reports / "benchmark.json")
+    inputs.seeds = _optional_json(reports / "seeds" / "index.json")
     inputs.study = _optional_json(reports / "curves.json")
     inputs.extract = _optional_json(reports / "extract.json")
     inputs.prepare_stats = _optional_json(reports / "prepare" / "stats.json")
@@ -201,6 +205,9 @@ def headline(inputs: Inputs) -> str:
         parts.append("So at this budget the comparison's premise, a teacher clearly better than dense, "
                      "does not hold, and every fraction against the teacher is undefined."
                      + _test_budget_words(inputs, teacher))
+    seeds = _seed_words(c.get("across_seeds"), TEACHER, "the teacher", conf)
+    if seeds:
+        parts.append(seeds)
     parts.append(_throughput_words(inputs.benchmark))
     return " ".join(parts)
 
@@ -417,6 +424,73 @@ def _routing(inputs: Inputs, name: str) -> str:
     if cfg and "encoder_routing" in cfg:
         return f"{cfg['encoder_routing']}/{cfg.get('decoder_routing', '?')}"
     return DESCRIPTIONS.get(name, NA)
+
+
+def _seed_words(seeds: Optional[dict], model: str, noun: str, conf: str) -> Optional[str]:
+    """One sentence: `model`'s gain over dense across training seeds (compare.json `across_seeds`)."""
+    g = (seeds or {}).get("gains", {}).get(model)
+    if not g:
+        return None
+    n = len(seeds["seeds"])
+    per = ", ".join(f"{d:+.2f}" for d in g["per_seed"])
+    spread = (f"{conf} t-interval over seeds [{g['seed_low']:+.2f}, {g['seed_high']:+.2f}], "
+              f"seed-to-seed SD {g['seed_sd']:.2f}" if g["seed_low"] is not None else "no interval over seeds")
+    if g["seed_low"] is not None and g["seed_low"] > 0:
+        verdict = "the gain holds across seeds"
+    elif g["seed_high"] is not None and g["seed_high"] < 0:
+        verdict = "a loss across seeds"
+    else:
+        verdict = "across seeds it is not distinguishable from 0"
+    return (f"Over {n} training seeds ({', '.join(map(str, seeds['seeds']))}) {noun}'s gain over dense is "
+            f"{per} (significant in {g['significant_in']} of {n}); mean {g['mean']:+.2f}, {spread}: "
+            f"{verdict}.")
+
+
+def seeds_section(inputs: Inputs) -> str:
+    c = inputs.compare
+    conf = f"{c.get('setup', {}).get('confidence', 0.95):.0%}"
+    seeds = c.get("across_seeds")
+    title = "## Across training seeds\n\n"
+    if not seeds:
+        seed = (inputs.seeds or {}).get("main_seed")
+        which = f"train.seed {seed}" if seed is not None else "train.seed"
+        return (title + f"One training seed ({which}). The intervals above resample test sentences with "
+                "the trained models held fixed: they do not say how much retraining with another seed "
+                "moves a gain. `dvc exp run -S 'seeds.extra=[2,3]'` retrains the warm start, dense and "
+                "the MoEs with more seeds (the seeds stage) and this section then sets their gains side "
+                "by side.")
+    models = seeds["models"]
+    gained = list(seeds["gains"])
+    rows = []
+    for seed in seeds["seeds"]:
+        row = seeds["per_seed"][str(seed)]
+        cells = [f"{seed}" + (" (main run)" if seed == seeds["main_seed"] else ""),
+                 num(row["bleu"][models[0]], 2)]
+        for m in gained:
+            g = row["gains"][m]
+            mark = " *" if g["significant"] else ""
+            cells += [num(row["bleu"][m], 2), f"{g['diff']:+.2f} [{g['low']:+.2f}, {g['high']:+.2f}]{mark}"]
+        rows.append(cells)
+    mean_row, t_row = ["mean over seeds", NA], [f"{conf} t-interval over seeds (SD)", num(seeds["baseline_sd"], 2)]
+    for m in gained:
+        g = seeds["gains"][m]
+        mean_row += [NA, f"{g['mean']:+.2f} [{g['sentence_low']:+.2f}, {g['sentence_high']:+.2f}]"]
+        t_row += [NA, (f"[{g['seed_low']:+.2f}, {g['seed_high']:+.2f}] ({g['seed_sd']:.2f})"
+                       if g["seed_low"] is not None else NA)]
+    header = ["seed", f"{models[0]} BLEU"]
+    for m in gained:
+        header += [f"{m} BLEU", f"{m} − {models[0]} [CI]"]
+    out = [title + f"The main run and the seeds stage's retrained models (seeds.extra), each MoE against its "
+           f"own seed's {models[0]}, on the same test sentences and bootstrap resamples; * = the "
+           f"{conf} interval excludes 0. The mean's interval resamples sentences (models fixed); the "
+           "t-interval is over the per-seed gains (how much retraining moves them; wide with few seeds). "
+           "The SD in the dense column is dense's own BLEU across seeds.\n",
+           md_table(header, rows + [mean_row, t_row])]
+    for m in gained:
+        words = _seed_words(seeds, m, m, conf)
+        if words:
+            out.append(f"\n- {words}")
+    return "\n".join(out)
 
 
 def gains_section(inputs: Inputs) -> str:
@@ -637,6 +711,9 @@ def wall_times(inputs: Inputs) -> list[list[str]]:
     seconds.append(("compare", inputs.compare.get("setup", {}).get("wall_seconds")))
     seconds.append(("curves", (inputs.study or {}).get("setup", {}).get("wall_seconds")))
     seconds.append(("benchmark", (inputs.benchmark or {}).get("wall_seconds")))
+    if (inputs.seeds or {}).get("extra"):
+        seconds.append((f"seeds ({len(inputs.seeds['extra'])} extra: train and evaluate)",
+                        inputs.seeds.get("wall_seconds")))
     rows = [[stage, num(value, 0)] for stage, value in seconds]
     known = [value for _, value in seconds if isinstance(value, (int, float))]
     rows.append(["total of the stages above", num(sum(known), 0) if known else "n/a"])
@@ -689,6 +766,9 @@ def make_plots(inputs: Inputs, plots_dir: Path) -> dict[str, Optional[str]]:
     jobs += [(f"Expert usage by target language: {name}", f"expert_usage_{name}.png",
               lambda p, n=name, u=usage: plots.expert_usage(n, u, p))
              for name, usage in inputs.expert_usage.items()]
+    if inputs.compare.get("across_seeds"):
+        jobs.append(("Gain over dense per training seed", "seed_gains.png",
+                     lambda p: plots.seed_gains(inputs.compare["across_seeds"], p)))
     if not inputs.expert_usage:  # meta.json without `expert_usage`, or no models folder
         jobs.append(("Expert usage by target language", "expert_usage.png", lambda p: False))
     return {title: filename if draw(plots_dir / filename) else None for title, filename, draw in jobs}
@@ -707,7 +787,8 @@ def render(inputs: Inputs, commit: str, params: Optional[dict], made: dict[str, 
     sections = [
         "# Beyond distillation, audited: how much of the MoE gain survives?\n",
         "## Answer\n\n" + headline(inputs),
-        bleu_section(inputs), gains_section(inputs), curves_section(inputs), paper_section(inputs),
+        bleu_section(inputs), gains_section(inputs), seeds_section(inputs), curves_section(inputs),
+        paper_section(inputs),
         throughput_section(inputs),
         "## Extraction check (reports/extract.json)\n\n" + json_tables(inputs.extract),
         training_section(inputs), distillation_section(inputs), data_section(inputs),

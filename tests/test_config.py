@@ -44,6 +44,12 @@ def test_smoke_profile_overrides_without_editing_params():
     ({"distill": {"lr_schedule": "resume"}}, "distill.lr_schedule"),
     ({"benchmark": {"direction": "en-xx"}}, "benchmark.direction"),
     ({"compare": {"confidence": 1.5}}, "compare.confidence"),
+    ({"seeds": {"extra": [1]}}, "seeds.extra"),  # train.seed: the main run
+    ({"seeds": {"extra": [2, 2]}}, "seeds.extra"),
+    ({"seeds": {"extra": [-1]}}, "seeds.extra"),
+    ({"seeds": {"models": ["token_moe"]}}, "seeds.models"),  # no dense: no baseline for the gains
+    ({"seeds": {"models": ["dense", "nope"]}}, "seeds.models"),
+    ({"seeds": {"extra": [2]}, "evaluate": {"models": ["dense", "token_moe"]}}, "seeds.models"),  # task_moe
 ])
 def test_impossible_values_name_the_key(tree, key):
     base = {"models": {"dense": {}, "token_moe": {"encoder_routing": "token"},

@@ -36,7 +36,7 @@ def dvc(*args, cwd):
 
 
 # the DVC-cached outputs (metrics, plots and the report are `cache: false`: they live in git)
-CACHED = ("data/corpus", "data/distill", "models", "reports/evaluate/*/hyps")
+CACHED = ("data/corpus", "data/distill", "models", "reports/evaluate/*/hyps", "reports/seeds")
 
 
 def digests(root: Path) -> dict:
@@ -75,6 +75,12 @@ def test_dvc_repro_runs_every_stage_on_the_smoke_profile(pipeline_run):
     assert set(bench["models"]) == {"dense", "token_moe", "task_moe", "task_moe_sub", "student", "dense_long"}
     extract = json.loads((repo / "reports" / "extract.json").read_text())
     assert extract["max_abs_logit_diff"] <= 1e-4
+    # the smoke profile's second seed (seeds.extra: [2]): retrained, evaluated, compared, reported
+    assert (repo / "models" / "seeds" / "seed2" / "token_moe" / "model.safetensors").exists()
+    assert compare["across_seeds"]["seeds"] == [1, 2] and compare["seeds"] == 2
+    assert compare["teacher_gain_over_seeds_mean"] == pytest.approx(
+        sum(compare["across_seeds"]["gains"]["token_moe"]["per_seed"]) / 2)
+    assert "| 1 (main run) |" in report.split("## Across training seeds")[1]
 
 
 def test_push_then_pull_restores_everything_and_repro_is_a_no_op(pipeline_run):

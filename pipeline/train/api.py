@@ -70,12 +70,13 @@ def code_version() -> str:
 
 def make_job(params: Params, name: str, model, corpus_dir: Path, out_dir: Path, reports_dir: Path,
              vocab, languages: list[str], train_pairs: Optional[dict] = None, inputs=(),
-             **extra) -> TrainJob:
+             run_name: Optional[str] = None, **extra) -> TrainJob:
     """A `TrainJob` on the corpus (or on `train_pairs`, e.g. the teacher's translations).
 
     `inputs` (files or folders whose contents the run depends on besides the corpus: a warm start, a
     teacher, distillation data) go into the resume fingerprint with the corpus and the code version, so
-    an interrupted run is only continued when nothing it was started from has changed.
+    an interrupted run is only continued when nothing it was started from has changed. `run_name`
+    (default `name`) names its resume folder: the seeds stage trains `dense` again as `seed2/dense`.
     """
     from pipeline.data.corpus import load_split
 
@@ -86,17 +87,17 @@ def make_job(params: Params, name: str, model, corpus_dir: Path, out_dir: Path, 
                           pairs_by_direction=valid_pairs)
     # max_steps is left out: raising it continues a finished or interrupted run instead of restarting
     settings = {key: to_dict(getattr(params, key)) for key in ("data", "model", "train", "distill")}
-    settings["spec"] = to_dict(params.models.get(name))
+    settings["architecture"] = to_dict(model.cfg)  # also for models outside params.models (student)
     settings["train"].pop("max_steps")
     settings["distill"].pop("max_steps")
-    fingerprint = {"params": settings, "name": name, "torch": torch.__version__,
+    fingerprint = {"params": settings, "name": run_name or name, "torch": torch.__version__,
                    "train_sizes": {d: len(x) for d, x in train.items()}, "code": code_version(),
                    "inputs": digest([Path(corpus_dir) / "meta.json", Path(corpus_dir) / "spm.model",
                                      *inputs])}
     return TrainJob(name=name, model=model, cfg=params.train, vocab=vocab, languages=languages,
                     train_examples=train, valid_examples=valid, valid_pairs=valid_pairs,
                     temperature=params.data.temperature, out_dir=Path(out_dir),
-                    reports_dir=Path(reports_dir), resume_dir=RESUME_ROOT / name,
+                    reports_dir=Path(reports_dir), resume_dir=RESUME_ROOT / (run_name or name),
                     fingerprint=fingerprint, expert_lr_scale=params.model.expert_lr_scale, **extra)
 
 
@@ -150,7 +151,8 @@ def expert_usage(model, job: TrainJob, max_batches: int = 20) -> dict:
 WARMSTART_MARKER = "warmstart.json"
 
 
-def train_warmstart(params: Params, corpus_dir: Path, out_dir: Path, reports_dir: Path) -> dict:
+def train_warmstart(params: Params, corpus_dir: Path, out_dir: Path, reports_dir: Path,
+                    run_name: Optional[str] = None) -> dict:
     """The shared dense warm start (`train.warmstart_steps`); with 0 steps only a marker is written."""
     steps = params.train.warmstart_steps
     if steps == 0:
@@ -164,7 +166,7 @@ def train_warmstart(params: Params, corpus_dir: Path, out_dir: Path, reports_dir
     languages = corpus_languages(corpus_dir)
     model = build_model(params, "warmstart", vocab, languages, spec=ModelSpec())
     job = make_job(params, "warmstart", model, corpus_dir, out_dir, reports_dir, vocab, languages,
-                   max_steps=steps)
+                   max_steps=steps, run_name=run_name)
     metrics = finish(job, fit(job), params)
     write_json(Path(out_dir) / WARMSTART_MARKER, {"steps": steps})
     return metrics
@@ -189,13 +191,14 @@ def warm_start(model, warmstart_dir: Optional[Path]) -> int:
 
 
 def train_model(params: Params, name: str, corpus_dir: Path, out_dir: Path, reports_dir: Path,
-                warmstart_dir: Optional[Path] = None) -> dict:
+                warmstart_dir: Optional[Path] = None, run_name: Optional[str] = None) -> dict:
     vocab = load_vocab(corpus_dir)
     languages = corpus_languages(corpus_dir)
     model = build_model(params, name, vocab, languages)
     offset = warm_start(model, warmstart_dir)
     job = make_job(params, name, model, corpus_dir, out_dir, reports_dir, vocab, languages,
-                   schedule_offset=offset, inputs=[warmstart_dir] if warmstart_dir else [])
+                   schedule_offset=offset, inputs=[warmstart_dir] if warmstart_dir else [],
+                   run_name=run_name)
     job.meta["warmstart_steps"] = offset
     log.info("training %s: %s (warm start: %d steps)", name, model_spec(params, name), offset)
     return finish(job, fit(job), params)

@@ -317,3 +317,62 @@ def test_control_on_another_schedule_step_is_named(tmp_path):
     answer = render(root).split("## Answer")[1].split("##")[0]
     assert "its lr schedule from step 1,250 and the student's from 1,500)" in answer
     assert "on the same lr schedule" not in answer
+
+
+def _seed_compare(root, shares_by_seed: dict[int, dict[str, float]]) -> dict:
+    """compare.json with `across_seeds`: the main seed's systems (seed 1) and the others' MoEs."""
+    rng = np.random.default_rng(0)
+    n = 40
+    refs = {d: [" ".join(f"{d[:2]}{i}w{j}" for j in range(6)) for i in range(n)] for d in DIRECTIONS}
+    hard = {d: rng.random(n) for d in DIRECTIONS}
+    make = lambda shares: {s: {d: [r if hard[d][i] < q else f"x{i} y z" for i, r in enumerate(refs[d])]  # noqa
+                               for d in DIRECTIONS} for s, q in shares.items()}
+    main = make(shares_by_seed.pop(1))
+    result = compare_systems(main, refs, direction_groups(DIRECTIONS, "en", ["de"]),
+                             CompareConfig(bootstrap_resamples=100),
+                             seed_hyps={s: make(shares) for s, shares in shares_by_seed.items()}, main_seed=1)
+    result["setup"].update(pivot="en", high_resource=["de"], wall_seconds=1.0)
+    (root / "reports" / "compare.json").write_text(json.dumps(result))
+    (root / "reports" / "seeds").mkdir(parents=True, exist_ok=True)
+    (root / "reports" / "seeds" / "index.json").write_text(json.dumps(
+        {"main_seed": 1, "extra": sorted(shares_by_seed), "models": ["dense", "token_moe", "task_moe"],
+         "wall_seconds": 1234.0}))
+    return result
+
+
+def test_one_seed_says_what_the_intervals_do_not_cover(tmp_path):
+    root = write_inputs(tmp_path, SHARES)
+    text = render(root)
+    section = text.split("## Across training seeds")[1].split("\n## ")[0]
+    assert "One training seed (train.seed)." in section and "seeds.extra=[2,3]" in section
+    assert "Over " not in text.split("## Answer")[1].split("##")[0]  # no seed sentence in the answer
+    assert not (root / "reports" / "plots" / "seed_gains.png").exists()
+
+
+@pytest.mark.parametrize("seed2, seed3, verdict", [
+    (0.55, 0.6, "the gain holds across seeds"),
+    (0.3, 0.35, "across seeds it is not distinguishable from 0"),
+])
+def test_more_seeds_are_tabled_plotted_and_judged(tmp_path, seed2, seed3, verdict):
+    root = write_inputs(tmp_path, SHARES)
+    result = _seed_compare(root, {1: SHARES, 2: {"dense": 0.3, "token_moe": seed2, "task_moe": 0.7},
+                                  3: {"dense": 0.35, "token_moe": seed3, "task_moe": 0.75}})
+    text = render(root)
+    teacher = result["across_seeds"]["gains"]["token_moe"]
+    per = ", ".join(f"{d:+.2f}" for d in teacher["per_seed"])
+    sentence = (f"Over 3 training seeds (1, 2, 3) the teacher's gain over dense is {per} (significant in "
+                f"{teacher['significant_in']} of 3); mean {teacher['mean']:+.2f}, 95% t-interval over seeds "
+                f"[{teacher['seed_low']:+.2f}, {teacher['seed_high']:+.2f}], seed-to-seed SD "
+                f"{teacher['seed_sd']:.2f}: {verdict}.")
+    assert sentence in text.split("## Answer")[1].split("##")[0]
+    section = text.split("## Across training seeds")[1].split("\n## ")[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ")]
+    assert rows[0].startswith("| seed | dense BLEU | token_moe BLEU | token_moe − dense [CI] | task_moe BLEU")
+    assert rows[1].startswith("| 1 (main run) |") and rows[2].startswith("| 2 |") and rows[3].startswith("| 3 |")
+    one = result["vs_baseline"]["token_moe"]["groups"]["avg"]
+    assert f"{one['diff']:+.2f} [{one['low']:+.2f}, {one['high']:+.2f}]" in rows[1]
+    cells = [cell.strip() for cell in rows[-1].strip("|").split("|")]
+    assert cells[3] == f"[{teacher['seed_low']:+.2f}, {teacher['seed_high']:+.2f}] ({teacher['seed_sd']:.2f})"
+    assert cells[0] == "95% t-interval over seeds (SD)"
+    assert (root / "reports" / "plots" / "seed_gains.png").stat().st_size > 1000
+    assert "| seeds (2 extra: train and evaluate) | 1,234 |" in text

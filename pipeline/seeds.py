@@ -1,0 +1,108 @@
+"""More training seeds: is the teacher's gain over dense a property of the recipe, or of one training run?
+
+The compare stage's intervals resample test sentences with the trained models held fixed: they say how
+sure the run is about *these* models, not how much another `train.seed` would move them. The seeds stage
+retrains the warm start and `seeds.models` (dense and the two MoEs by default) once per seed in
+`seeds.extra`: the main recipe with only `train.seed` changed (dropout, batch order, router init), each
+MoE upcycled from its own seed's warm start. It translates the test split with each model as the evaluate
+stage does. `pipeline.compare.across_seeds` then sets each seed's gains over its own dense beside the main
+run's and summarises them over seeds.
+
+Outputs (two DVC outputs, each written to a temporary folder and renamed when every seed has finished):
+    models/seeds/seed<N>/{warmstart,<model>}/            checkpoints
+    reports/seeds/seed<N>/train/<model>/metrics.json      training metrics (and val_hyps/)
+    reports/seeds/seed<N>/evaluate/<model>/{hyps/,metrics.json}
+    reports/seeds/index.json  {"main_seed", "extra", "models", "seeds": {"<N>": {<model>: {"bleu",
+                               "train_seconds", "evaluate_seconds"}}}, "wall_seconds"}
+With `seeds.extra: []` only index.json (and an empty models/seeds/README) is written, in no time.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from pathlib import Path
+
+from pipeline.config import Params
+from pipeline.errors import PipelineError
+from pipeline.io import atomic_dir, read_json, write_json
+
+log = logging.getLogger(__name__)
+
+INDEX = "index.json"
+
+
+def seed_folder(seed: int) -> str:
+    return f"seed{seed}"
+
+
+def with_seed(params: Params, seed: int) -> Params:
+    out = copy.deepcopy(params)
+    out.train.seed = seed
+    return out
+
+
+def train_seeds(params: Params, corpus_dir: str | Path, models_out: str | Path, reports_out: str | Path) -> dict:
+    """Train and evaluate `params.seeds.models` for every seed of `params.seeds.extra`; return the index."""
+    from pipeline.evaluate import evaluate_model
+    from pipeline.train.api import train_model, train_warmstart
+
+    corpus_dir = Path(corpus_dir)
+    for name in ("meta.json", "spm.model"):
+        if not (corpus_dir / name).exists():
+            raise PipelineError(f"{corpus_dir / name}: file not found (run `dvc repro prepare`)")
+    cfg = params.seeds
+    start = time.perf_counter()
+    index = {"main_seed": params.train.seed, "extra": list(cfg.extra), "models": list(cfg.models),
+             "seeds": {}}
+    with atomic_dir(models_out) as models_tmp, atomic_dir(reports_out) as reports_tmp:
+        (models_tmp / "README").write_text(
+            "One folder per seed of seeds.extra (params.yaml): the warm start and seeds.models retrained "
+            "with train.seed set to it.\n", encoding="utf-8")
+        for seed in cfg.extra:
+            p = with_seed(params, seed)
+            tag = seed_folder(seed)
+            m_dir, r_dir = models_tmp / tag, reports_tmp / tag
+            row: dict = {}
+            t0 = time.perf_counter()
+            log.info("seed %d: warm start (%d steps)", seed, p.train.warmstart_steps)
+            train_warmstart(p, corpus_dir, m_dir / "warmstart", r_dir / "train" / "warmstart",
+                            run_name=f"{tag}/warmstart")
+            warm_seconds = time.perf_counter() - t0
+            for name in cfg.models:
+                t0 = time.perf_counter()
+                log.info("seed %d: training %s", seed, name)
+                train_model(p, name, corpus_dir, m_dir / name, r_dir / "train" / name,
+                            warmstart_dir=m_dir / "warmstart", run_name=f"{tag}/{name}")
+                t1 = time.perf_counter()
+                metrics = evaluate_model(f"{name}@{tag}", m_dir / name, corpus_dir,
+                                         r_dir / "evaluate" / name, p.evaluate,
+                                         high_resource=p.data.high_resource)
+                row[name] = {"bleu": metrics["bleu"], "train_seconds": t1 - t0,
+                             "evaluate_seconds": time.perf_counter() - t1}
+            row["warmstart_seconds"] = warm_seconds
+            index["seeds"][str(seed)] = row
+        index["wall_seconds"] = time.perf_counter() - start
+        write_json(reports_tmp / INDEX, index)
+    return index
+
+
+def load_seed_hypotheses(seeds_dir: str | Path, directions: list[str]) -> tuple[dict, dict]:
+    """(index, {seed: {model: {direction: lines}}}) from the seeds stage's reports folder."""
+    from pipeline.evaluate import read_lines
+
+    seeds_dir = Path(seeds_dir)
+    index = read_json(seeds_dir / INDEX)
+    for key in ("main_seed", "extra", "models"):
+        if key not in index:
+            raise PipelineError(f"{seeds_dir / INDEX}: missing key {key!r} (rerun `dvc repro seeds`)")
+    hyps: dict[int, dict[str, dict[str, list[str]]]] = {}
+    for seed in index["extra"]:
+        for name in index["models"]:
+            folder = seeds_dir / seed_folder(seed) / "evaluate" / name / "hyps"
+            if not folder.is_dir():
+                raise PipelineError(f"{folder}: no evaluation of {name!r} for seed {seed} "
+                                    "(rerun `dvc repro seeds`)")
+            hyps.setdefault(int(seed), {})[name] = {d: read_lines(folder / f"{d}.txt") for d in directions}
+    return index, hyps
