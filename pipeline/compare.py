@@ -259,7 +259,9 @@ def across_seeds(bs: Bootstrap, main_seed: int, extra: Sequence[int], models: Se
             "seed_high": mean + half if half is not None else None,
             "positive_in": sum(d > 0 for d in diffs),
             "significant_in": sum(per_seed[str(s)]["gains"][model]["significant"]
-                                  and per_seed[str(s)]["gains"][model]["diff"] > 0 for s in seeds)}
+                                  and per_seed[str(s)]["gains"][model]["diff"] > 0 for s in seeds),
+            "significant_loss_in": sum(per_seed[str(s)]["gains"][model]["significant"]
+                                       and per_seed[str(s)]["gains"][model]["diff"] < 0 for s in seeds)}
     dense = [per_seed[str(s)]["bleu"][baseline] for s in seeds]
     return {"main_seed": main_seed, "seeds": seeds, "models": list(models), "per_seed": per_seed,
             "gains": gains, "baseline_sd": float(np.std(dense, ddof=1)) if len(dense) > 1 else None,
@@ -286,11 +288,18 @@ def compare_systems(hyps: dict[str, dict[str, list[str]]], refs: dict[str, list[
     seed_hyps = seed_hyps or {}
     seed_models = sorted(dict.fromkeys(m for by_model in seed_hyps.values() for m in by_model),
                          key=lambda m: m != baseline)  # the baseline first, the others as given
+    if seed_hyps and main_seed is None:
+        raise PipelineError("seeds: the main run's seed (train.seed) is needed to compare extra seeds")
+    absent = [m for m in seed_models if m not in hyps]
+    if absent:
+        raise PipelineError(f"seeds.models: {', '.join(absent)} not evaluated for the main seed "
+                            "(add to evaluate.models)")
     for seed, by_model in seed_hyps.items():
-        missing = [m for m in seed_models if m not in by_model or m not in hyps]
-        if missing or seed == main_seed:
-            raise PipelineError(f"seeds: seed {seed} lacks {', '.join(missing)} or repeats the main seed "
-                                "(every seed needs the main run's models, evaluated)")
+        missing = [m for m in seed_models if m not in by_model]
+        if missing:
+            raise PipelineError(f"seeds: seed {seed} lacks {', '.join(missing)} (rerun `dvc repro seeds`)")
+        if seed == main_seed:
+            raise PipelineError(f"seeds: seed {seed} is the main run's train.seed, not an extra one")
     bs = Bootstrap({**hyps, **{seed_system(m, s, main_seed): h for s, by_model in seed_hyps.items()
                                for m, h in by_model.items()}},
                    refs, cfg.bootstrap_resamples, cfg.seed)

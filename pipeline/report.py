@@ -427,23 +427,30 @@ def _routing(inputs: Inputs, name: str) -> str:
 
 
 def _seed_words(seeds: Optional[dict], model: str, noun: str, conf: str) -> Optional[str]:
-    """One sentence: `model`'s gain over dense across training seeds (compare.json `across_seeds`)."""
+    """One sentence: `model`'s gain over dense across training seeds (compare.json `across_seeds`).
+
+    The verdict needs both intervals: the t-interval over seeds (does retraining keep the gain?) and the
+    sentence bootstrap of the mean (is the mean gain more than this test set's noise?)."""
     g = (seeds or {}).get("gains", {}).get(model)
     if not g:
         return None
     n = len(seeds["seeds"])
     per = ", ".join(f"{d:+.2f}" for d in g["per_seed"])
-    spread = (f"{conf} t-interval over seeds [{g['seed_low']:+.2f}, {g['seed_high']:+.2f}], "
-              f"seed-to-seed SD {g['seed_sd']:.2f}" if g["seed_low"] is not None else "no interval over seeds")
-    if g["seed_low"] is not None and g["seed_low"] > 0:
+    counts = f"a significant gain in {g['significant_in']} of {n}"
+    if g.get("significant_loss_in"):
+        counts += f", a significant loss in {g['significant_loss_in']}"
+    spread = (f"{conf} t-interval over seeds [{g['seed_low']:+.2f}, {g['seed_high']:+.2f}], seed-to-seed SD "
+              f"{g['seed_sd']:.2f}; over test sentences [{g['sentence_low']:+.2f}, {g['sentence_high']:+.2f}]")
+    if g["seed_low"] > 0 and g["sentence_low"] > 0:
         verdict = "the gain holds across seeds"
-    elif g["seed_high"] is not None and g["seed_high"] < 0:
+    elif g["seed_high"] < 0 and g["sentence_high"] < 0:
         verdict = "a loss across seeds"
+    elif n < 3:
+        verdict = "two seeds are too few to tell it from 0 (the t-interval has one degree of freedom)"
     else:
         verdict = "across seeds it is not distinguishable from 0"
     return (f"Over {n} training seeds ({', '.join(map(str, seeds['seeds']))}) {noun}'s gain over dense is "
-            f"{per} (significant in {g['significant_in']} of {n}); mean {g['mean']:+.2f}, {spread}: "
-            f"{verdict}.")
+            f"{per} ({counts}); mean {g['mean']:+.2f}, {spread}: {verdict}.")
 
 
 def seeds_section(inputs: Inputs) -> str:
@@ -711,9 +718,12 @@ def wall_times(inputs: Inputs) -> list[list[str]]:
     seconds.append(("compare", inputs.compare.get("setup", {}).get("wall_seconds")))
     seconds.append(("curves", (inputs.study or {}).get("setup", {}).get("wall_seconds")))
     seconds.append(("benchmark", (inputs.benchmark or {}).get("wall_seconds")))
-    if (inputs.seeds or {}).get("extra"):
-        seconds.append((f"seeds ({len(inputs.seeds['extra'])} extra: train and evaluate)",
-                        inputs.seeds.get("wall_seconds")))
+    if (inputs.seeds or {}).get("seeds"):
+        rows = inputs.seeds["seeds"].values()
+        seconds.append((f"seeds ({len(rows)} extra: train and evaluate)",
+                        sum(v.get("train_seconds", 0) + v.get("evaluate_seconds", 0)
+                            for row in rows for v in row.values() if isinstance(v, dict))
+                        + sum(row.get("warmstart_seconds", 0) for row in rows)))
     rows = [[stage, num(value, 0)] for stage, value in seconds]
     known = [value for _, value in seconds if isinstance(value, (int, float))]
     rows.append(["total of the stages above", num(sum(known), 0) if known else "n/a"])

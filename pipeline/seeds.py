@@ -13,8 +13,11 @@ Outputs (two DVC outputs, each written to a temporary folder and renamed when ev
     reports/seeds/seed<N>/train/<model>/metrics.json      training metrics (and val_hyps/)
     reports/seeds/seed<N>/evaluate/<model>/{hyps/,metrics.json}
     reports/seeds/index.json  {"main_seed", "extra", "models", "seeds": {"<N>": {<model>: {"bleu",
-                               "train_seconds", "evaluate_seconds"}}}, "wall_seconds"}
-With `seeds.extra: []` only index.json (and an empty models/seeds/README) is written, in no time.
+                               "train_seconds", "evaluate_seconds"}, "warmstart_seconds"}}}
+With `seeds.extra: []` only index.json (and models/seeds/README) is written, in no time, and the same
+bytes every time, so compare and report do not rerun for it. A seed's runs resume from
+`.resume/seed<N>/<model>/` (see pipeline.train.api.make_job): an interrupted stage, or one rerun with
+one more seed, retrains nothing that finished, and only translates the test split again.
 """
 
 from __future__ import annotations
@@ -83,8 +86,8 @@ def train_seeds(params: Params, corpus_dir: str | Path, models_out: str | Path, 
                              "evaluate_seconds": time.perf_counter() - t1}
             row["warmstart_seconds"] = warm_seconds
             index["seeds"][str(seed)] = row
-        index["wall_seconds"] = time.perf_counter() - start
         write_json(reports_tmp / INDEX, index)
+    log.info("seeds: %d extra seed(s) in %.0f s", len(cfg.extra), time.perf_counter() - start)
     return index
 
 

@@ -2,6 +2,7 @@
 
 import copy
 import json
+import shutil
 
 import pytest
 import torch
@@ -62,11 +63,31 @@ def test_each_seed_is_the_main_recipe_with_only_the_seed_changed(params, tiny_co
     assert metrics["bleu"] == index["seeds"]["2"]["dense"]["bleu"]
 
 
-def test_no_extra_seed_writes_an_empty_index(params, tiny_corpus, tmp_path):
+def test_no_extra_seed_writes_the_same_empty_index_every_time(params, tiny_corpus, tmp_path):
     params.seeds.extra = []
     index = train_seeds(params, tiny_corpus, tmp_path / "models", tmp_path / "reports")
     assert index["seeds"] == {} and (tmp_path / "models" / "README").exists()
     assert load_seed_hypotheses(tmp_path / "reports", ["en-de"]) == (index, {})
+    first = (tmp_path / "reports" / "index.json").read_bytes()
+    train_seeds(params, tiny_corpus, tmp_path / "models", tmp_path / "reports")
+    assert (tmp_path / "reports" / "index.json").read_bytes() == first  # compare and report need not rerun
+
+
+def test_a_rerun_resumes_every_finished_model(params, tiny_corpus, tmp_path):
+    """DVC deletes the outputs before it reruns the stage (one more seed, an interruption): the seed's
+    warm start is retrained from its finished run, and the models after it resume too, although the
+    warm start's run record (meta.json: timings) differs."""
+    params.seeds.extra = [2]
+    train_seeds(params, tiny_corpus, tmp_path / "models", tmp_path / "reports")
+    before = weights(tmp_path / "models" / "seed2" / "token_moe")
+    for name in ("models", "reports"):
+        shutil.rmtree(tmp_path / name)
+    train_seeds(params, tiny_corpus, tmp_path / "models", tmp_path / "reports")
+    for name in ("warmstart", "dense", "token_moe"):
+        meta = json.loads((tmp_path / "models" / "seed2" / name / "meta.json").read_text())
+        assert meta["train"]["resumed_from_step"] == meta["train"]["steps"] == 4, name
+    after = weights(tmp_path / "models" / "seed2" / "token_moe")
+    assert all(torch.equal(before[k], after[k]) for k in before)
 
 
 def test_a_failing_seed_leaves_no_outputs(params, tiny_corpus, tmp_path, monkeypatch):

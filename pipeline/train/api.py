@@ -48,12 +48,18 @@ def build_model(params: Params, name: str, vocab, languages: list[str],
     return Seq2Seq(cfg)
 
 
-def digest(paths) -> str:
-    """sha256 over the contents of files (folders: every file below them), in a stable order."""
+# A checkpoint's run record (timings, metrics): it differs between two runs that made the same weights
+RUN_RECORDS = ("meta.json",)
+
+
+def digest(paths, skip: tuple[str, ...] = ()) -> str:
+    """sha256 over the contents of files (folders: every file below them not named in `skip`), in a
+    stable order."""
     h = hashlib.sha256()
     files = []
     for path in map(Path, paths):
-        files += sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        files += sorted(p for p in path.rglob("*") if p.is_file() and p.name not in skip) \
+            if path.is_dir() else [path]
     for path in files:
         h.update(path.name.encode())
         with path.open("rb") as handle:
@@ -75,7 +81,10 @@ def make_job(params: Params, name: str, model, corpus_dir: Path, out_dir: Path, 
 
     `inputs` (files or folders whose contents the run depends on besides the corpus: a warm start, a
     teacher, distillation data) go into the resume fingerprint with the corpus and the code version, so
-    an interrupted run is only continued when nothing it was started from has changed. `run_name`
+    an interrupted run is only continued when nothing it was started from has changed. A checkpoint
+    folder counts by its weights and config, not its run record (meta.json: timings), so a warm start
+    retrained to the same weights still lets the models after it resume; the lr schedule's offset,
+    which the record gives, is fingerprinted itself. `run_name`
     (default `name`) names its resume folder: the seeds stage trains `dense` again as `seed2/dense`.
     """
     from pipeline.data.corpus import load_split
@@ -92,8 +101,9 @@ def make_job(params: Params, name: str, model, corpus_dir: Path, out_dir: Path, 
     settings["distill"].pop("max_steps")
     fingerprint = {"params": settings, "name": run_name or name, "torch": torch.__version__,
                    "train_sizes": {d: len(x) for d, x in train.items()}, "code": code_version(),
+                   "schedule_offset": extra.get("schedule_offset", 0),
                    "inputs": digest([Path(corpus_dir) / "meta.json", Path(corpus_dir) / "spm.model",
-                                     *inputs])}
+                                     *inputs], skip=RUN_RECORDS)}
     return TrainJob(name=name, model=model, cfg=params.train, vocab=vocab, languages=languages,
                     train_examples=train, valid_examples=valid, valid_pairs=valid_pairs,
                     temperature=params.data.temperature, out_dir=Path(out_dir),

@@ -55,7 +55,7 @@ def test_each_seed_is_set_against_its_own_dense(make_synthetic):
         bleu = seeds["per_seed"][str(seed)]["bleu"]
         assert diff == pytest.approx(bleu["token_moe"] - bleu["dense"])  # against its own seed's dense
     assert teacher["mean"] == pytest.approx(np.mean(teacher["per_seed"]))
-    assert teacher["positive_in"] == 2 and teacher["significant_in"] == 2
+    assert teacher["positive_in"] == 2 and teacher["significant_in"] == 2 and teacher["significant_loss_in"] == 1
     assert teacher["seed_sd"] == pytest.approx(np.std(teacher["per_seed"], ddof=1))
     half = t_quantile(0.95, 2) * teacher["seed_sd"] / math.sqrt(3)
     assert (teacher["seed_low"], teacher["seed_high"]) == pytest.approx((teacher["mean"] - half,
@@ -88,11 +88,14 @@ def test_identical_seeds_have_no_spread(make_synthetic):
 def test_a_seed_without_a_model_or_repeating_the_main_seed_is_refused(make_synthetic):
     main, extra, refs, groups = seeded(make_synthetic, {1: {"dense": 0.3, "token_moe": 0.5},
                                                         2: {"dense": 0.3}})
-    extra[3] = main
     with pytest.raises(PipelineError, match="seed 2 lacks token_moe"):
-        compare_systems(main, refs, groups, CFG, seed_hyps=extra, main_seed=1)
-    with pytest.raises(PipelineError, match="seed 1"):
+        compare_systems(main, refs, groups, CFG, seed_hyps={**extra, 3: main}, main_seed=1)
+    with pytest.raises(PipelineError, match="seed 1 is the main run's train.seed"):
         compare_systems(main, refs, groups, CFG, seed_hyps={1: main}, main_seed=1)
+    with pytest.raises(PipelineError, match="seeds.models: token_moe not evaluated for the main seed"):
+        compare_systems({"dense": main["dense"]}, refs, groups, CFG, seed_hyps={2: main}, main_seed=1)
+    with pytest.raises(PipelineError, match="train.seed"):
+        compare_systems(main, refs, groups, CFG, seed_hyps={2: main})
 
 
 def write_seed(evaluated, seed: int, shares: dict[str, float], make_synthetic, main_seed: int = 1,

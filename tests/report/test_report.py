@@ -334,9 +334,12 @@ def _seed_compare(root, shares_by_seed: dict[int, dict[str, float]]) -> dict:
     result["setup"].update(pivot="en", high_resource=["de"], wall_seconds=1.0)
     (root / "reports" / "compare.json").write_text(json.dumps(result))
     (root / "reports" / "seeds").mkdir(parents=True, exist_ok=True)
+    times = {"dense": {"bleu": 1.0, "train_seconds": 100.0, "evaluate_seconds": 10.0},
+             "token_moe": {"bleu": 1.0, "train_seconds": 200.0, "evaluate_seconds": 20.0},
+             "warmstart_seconds": 300.0}
     (root / "reports" / "seeds" / "index.json").write_text(json.dumps(
-        {"main_seed": 1, "extra": sorted(shares_by_seed), "models": ["dense", "token_moe", "task_moe"],
-         "wall_seconds": 1234.0}))
+        {"main_seed": 1, "extra": sorted(shares_by_seed), "models": ["dense", "token_moe"],
+         "seeds": {str(s): times for s in shares_by_seed}}))
     return result
 
 
@@ -354,16 +357,18 @@ def test_one_seed_says_what_the_intervals_do_not_cover(tmp_path):
     (0.3, 0.35, "across seeds it is not distinguishable from 0"),
 ])
 def test_more_seeds_are_tabled_plotted_and_judged(tmp_path, seed2, seed3, verdict):
+    """SHARES has token_moe 0.6 over dense 0.3: seed 1 gains ~+30; seeds 2 and 3 as parametrized."""
     root = write_inputs(tmp_path, SHARES)
     result = _seed_compare(root, {1: SHARES, 2: {"dense": 0.3, "token_moe": seed2, "task_moe": 0.7},
                                   3: {"dense": 0.35, "token_moe": seed3, "task_moe": 0.75}})
     text = render(root)
     teacher = result["across_seeds"]["gains"]["token_moe"]
     per = ", ".join(f"{d:+.2f}" for d in teacher["per_seed"])
-    sentence = (f"Over 3 training seeds (1, 2, 3) the teacher's gain over dense is {per} (significant in "
-                f"{teacher['significant_in']} of 3); mean {teacher['mean']:+.2f}, 95% t-interval over seeds "
+    sentence = (f"Over 3 training seeds (1, 2, 3) the teacher's gain over dense is {per} (a significant gain "
+                f"in {teacher['significant_in']} of 3); mean {teacher['mean']:+.2f}, 95% t-interval over seeds "
                 f"[{teacher['seed_low']:+.2f}, {teacher['seed_high']:+.2f}], seed-to-seed SD "
-                f"{teacher['seed_sd']:.2f}: {verdict}.")
+                f"{teacher['seed_sd']:.2f}; over test sentences [{teacher['sentence_low']:+.2f}, "
+                f"{teacher['sentence_high']:+.2f}]: {verdict}.")
     assert sentence in text.split("## Answer")[1].split("##")[0]
     section = text.split("## Across training seeds")[1].split("\n## ")[0]
     rows = [line for line in section.splitlines() if line.startswith("| ")]
@@ -375,4 +380,28 @@ def test_more_seeds_are_tabled_plotted_and_judged(tmp_path, seed2, seed3, verdic
     assert cells[3] == f"[{teacher['seed_low']:+.2f}, {teacher['seed_high']:+.2f}] ({teacher['seed_sd']:.2f})"
     assert cells[0] == "95% t-interval over seeds (SD)"
     assert (root / "reports" / "plots" / "seed_gains.png").stat().st_size > 1000
-    assert "| seeds (2 extra: train and evaluate) | 1,234 |" in text
+    assert "| seeds (2 extra: train and evaluate) | 1,260 |" in text  # 2 x (300 + 110 + 220)
+
+
+@pytest.mark.parametrize("seeds, words", [
+    # three seeds that agree (SD 0) on a gain the test set cannot tell from 0: no claim
+    ({1: {"dense": 0.3, "token_moe": 0.32}, 2: {"dense": 0.3, "token_moe": 0.32},
+      3: {"dense": 0.3, "token_moe": 0.32}}, ["across seeds it is not distinguishable from 0"]),
+    # two seeds, both significant: one degree of freedom says little
+    ({1: {"dense": 0.3, "token_moe": 0.6}, 2: {"dense": 0.3, "token_moe": 0.45}},
+     ["(a significant gain in 2 of 2)",
+      "two seeds are too few to tell it from 0 (the t-interval has one degree of freedom)"]),
+    # significant losses are counted as such
+    ({1: {"dense": 0.6, "token_moe": 0.3}, 2: {"dense": 0.6, "token_moe": 0.31},
+      3: {"dense": 0.6, "token_moe": 0.3}}, ["(a significant gain in 0 of 3, a significant loss in 3)",
+                                              ": a loss across seeds"]),
+])
+def test_the_seed_verdict_needs_both_intervals(tmp_path, seeds, words):
+    root = write_inputs(tmp_path, SHARES)
+    result = _seed_compare(root, seeds)
+    answer = render(root).split("## Answer")[1].split("##")[0]
+    sentence = next(s for s in answer.split(". ") if s.startswith("Over "))
+    assert all(w in sentence for w in words), sentence
+    if "0.32" in str(seeds):
+        gain = result["across_seeds"]["gains"]["token_moe"]
+        assert gain["seed_sd"] == 0 and gain["seed_low"] > 0 and gain["sentence_low"] <= 0
