@@ -441,12 +441,12 @@ def _seed_words(seeds: Optional[dict], model: str, noun: str, conf: str) -> Opti
         counts += f", a significant loss in {g['significant_loss_in']}"
     spread = (f"{conf} t-interval over seeds [{g['seed_low']:+.2f}, {g['seed_high']:+.2f}], seed-to-seed SD "
               f"{g['seed_sd']:.2f}; over test sentences [{g['sentence_low']:+.2f}, {g['sentence_high']:+.2f}]")
-    if g["seed_low"] > 0 and g["sentence_low"] > 0:
+    if n < 3:  # two close gains give a narrow t-interval by chance: no verdict over seeds from two
+        verdict = "two seeds are too few to judge the spread over seeds (the t-interval has one degree of freedom)"
+    elif g["seed_low"] > 0 and g["sentence_low"] > 0:
         verdict = "the gain holds across seeds"
     elif g["seed_high"] < 0 and g["sentence_high"] < 0:
         verdict = "a loss across seeds"
-    elif n < 3:
-        verdict = "two seeds are too few to tell it from 0 (the t-interval has one degree of freedom)"
     else:
         verdict = "across seeds it is not distinguishable from 0"
     return (f"Over {n} training seeds ({', '.join(map(str, seeds['seeds']))}) {noun}'s gain over dense is "
