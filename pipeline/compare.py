@@ -249,14 +249,13 @@ def across_seeds(bs: Bootstrap, main_seed: int, extra: Sequence[int], models: Se
         resampled = np.mean([bs.score(seed_system(model, s, main_seed), members)[1]
                              - bs.score(seed_system(baseline, s, main_seed), members)[1] for s in seeds], axis=0)
         sentence_low, sentence_high = interval(resampled, confidence)
-        mean, n = float(np.mean(diffs)), len(diffs)
-        sd = float(np.std(diffs, ddof=1)) if n > 1 else None
-        half = t_quantile(confidence, n - 1) * sd / math.sqrt(n) if n > 1 else None
+        mean, n = float(np.mean(diffs)), len(diffs)  # n >= 2: the main seed and at least one extra
+        sd = float(np.std(diffs, ddof=1))
+        half = t_quantile(confidence, n - 1) * sd / math.sqrt(n)
         gains[model] = {
             "mean": mean, "per_seed": diffs,
             "sentence_low": sentence_low, "sentence_high": sentence_high,
-            "seed_sd": sd, "seed_low": mean - half if half is not None else None,
-            "seed_high": mean + half if half is not None else None,
+            "seed_sd": sd, "seed_low": mean - half, "seed_high": mean + half,
             "positive_in": sum(d > 0 for d in diffs),
             "significant_in": sum(per_seed[str(s)]["gains"][model]["significant"]
                                   and per_seed[str(s)]["gains"][model]["diff"] > 0 for s in seeds),
@@ -264,7 +263,7 @@ def across_seeds(bs: Bootstrap, main_seed: int, extra: Sequence[int], models: Se
                                        and per_seed[str(s)]["gains"][model]["diff"] < 0 for s in seeds)}
     dense = [per_seed[str(s)]["bleu"][baseline] for s in seeds]
     return {"main_seed": main_seed, "seeds": seeds, "models": list(models), "per_seed": per_seed,
-            "gains": gains, "baseline_sd": float(np.std(dense, ddof=1)) if len(dense) > 1 else None,
+            "gains": gains, "baseline_sd": float(np.std(dense, ddof=1)),
             "interval_over_seeds": "Student's t over the per-seed gains (mean +- t * sd / sqrt(n))",
             "interval_over_sentences": "paired bootstrap of the mean gain, the same sentences for every seed"}
 
@@ -418,10 +417,6 @@ def run_compare(evaluations_dir: str | Path, corpus_dir: str | Path, systems: Se
         if seed_hyps and index["main_seed"] != main_seed:
             raise PipelineError(f"{Path(seeds_dir) / INDEX}: made with train.seed {index['main_seed']}, "
                                 f"params say {main_seed} (rerun `dvc repro seeds`)")
-        absent = [m for m in index["models"] if seed_hyps and m not in hyps]
-        if absent:
-            raise PipelineError(f"seeds.models: {', '.join(absent)} not in evaluate.models (the main "
-                                "seed's evaluation)")
     test = load_split(Path(corpus_dir), "test")
     missing = [d for d in directions if d not in test]
     if missing:

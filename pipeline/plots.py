@@ -129,10 +129,8 @@ def seed_gains(seeds: Optional[dict], path: Path) -> bool:
         x = [k + (i - (len(seeds["gains"]) - 1) / 2) * width for k in range(len(labels))]
         per = [seeds["per_seed"][str(s)]["gains"][model] for s in seeds["seeds"]]
         y = [g["diff"] for g in per] + [summary["mean"]]
-        low = [g["low"] for g in per] + [summary["seed_low"] if summary["seed_low"] is not None
-                                         else summary["mean"]]
-        high = [g["high"] for g in per] + [summary["seed_high"] if summary["seed_high"] is not None
-                                           else summary["mean"]]
+        low = [g["low"] for g in per] + [summary["seed_low"]]
+        high = [g["high"] for g in per] + [summary["seed_high"]]
         ax.errorbar(x, y, yerr=[[v - lo for v, lo in zip(y, low)], [hi - v for v, hi in zip(y, high)]],
                     fmt="o", capsize=4, label=f"{model} − dense", color=f"C{i + 1}")
     ax.axhline(0, color="black", linewidth=0.8)

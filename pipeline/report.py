@@ -482,8 +482,7 @@ def seeds_section(inputs: Inputs) -> str:
     for m in gained:
         g = seeds["gains"][m]
         mean_row += [NA, f"{g['mean']:+.2f} [{g['sentence_low']:+.2f}, {g['sentence_high']:+.2f}]"]
-        t_row += [NA, (f"[{g['seed_low']:+.2f}, {g['seed_high']:+.2f}] ({g['seed_sd']:.2f})"
-                       if g["seed_low"] is not None else NA)]
+        t_row += [NA, f"[{g['seed_low']:+.2f}, {g['seed_high']:+.2f}] ({g['seed_sd']:.2f})"]
     header = ["seed", f"{models[0]} BLEU"]
     for m in gained:
         header += [f"{m} BLEU", f"{m} − {models[0]} [CI]"]
