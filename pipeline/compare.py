@@ -26,9 +26,10 @@ and asks for both references, each with a confidence interval. How they are comp
   same paired bootstrap: `vs_control`. That difference is what the teacher gives the student (its weights
   as a start, its translations or token distributions to learn from) beyond training as long.
 - With more training seeds (the seeds stage, `seeds.extra`), `across_seeds` gives each seed's gains over
-  its own dense (same resampled sentences for every seed) and, over seeds, their mean with two intervals:
-  the sentence bootstrap of the mean (the test set's uncertainty, models held fixed) and Student's t over
-  the per-seed gains (how much retraining moves the gain; defined from two seeds on, wide with few).
+  its own dense and its student against its own dense_long (same resampled sentences for every seed) and,
+  over seeds, each difference's mean with two intervals: the sentence bootstrap of the mean (the test
+  set's uncertainty, models held fixed) and Student's t over the per-seed differences (how much
+  retraining moves them; defined from two seeds on, wide with few).
 """
 
 from __future__ import annotations
@@ -234,38 +235,43 @@ def seed_system(model: str, seed: int, main_seed: int) -> str:
 
 def across_seeds(bs: Bootstrap, main_seed: int, extra: Sequence[int], models: Sequence[str],
                  members: Sequence[str], confidence: float, baseline: str = BASELINE) -> dict:
-    """Every seed's BLEU and gains over its own `baseline`, and the gains' summary over seeds."""
+    """Every seed's BLEU, gains over its own `baseline` and approaches against their own controls
+    (`CONTROLS`: the student against dense_long), and each difference's summary over seeds."""
     seeds = [main_seed, *extra]
+    controls = {a: c for a, c in CONTROLS.items() if a in models and c in models}
     per_seed = {}
     for seed in seeds:
         name = lambda m, seed=seed: seed_system(m, seed, main_seed)  # noqa: E731
         per_seed[str(seed)] = {
             "bleu": {m: bs.score(name(m), members)[0] for m in models},
             "gains": {m: difference(bs, name(m), name(baseline), members, confidence)
-                      for m in models if m != baseline}}
-    gains = {}
-    for model in (m for m in models if m != baseline):
-        diffs = [per_seed[str(s)]["gains"][model]["diff"] for s in seeds]
+                      for m in models if m != baseline},
+            "vs_control": {a: difference(bs, name(a), name(c), members, confidence)
+                           for a, c in controls.items()}}
+
+    def summary(kind: str, model: str, reference: str) -> dict:
+        per = [per_seed[str(s)][kind][model] for s in seeds]
+        diffs = [d["diff"] for d in per]
         resampled = np.mean([bs.score(seed_system(model, s, main_seed), members)[1]
-                             - bs.score(seed_system(baseline, s, main_seed), members)[1] for s in seeds], axis=0)
+                             - bs.score(seed_system(reference, s, main_seed), members)[1] for s in seeds], axis=0)
         sentence_low, sentence_high = interval(resampled, confidence)
         mean, n = float(np.mean(diffs)), len(diffs)  # n >= 2: the main seed and at least one extra
         sd = float(np.std(diffs, ddof=1))
         half = t_quantile(confidence, n - 1) * sd / math.sqrt(n)
-        gains[model] = {
-            "mean": mean, "per_seed": diffs,
-            "sentence_low": sentence_low, "sentence_high": sentence_high,
-            "seed_sd": sd, "seed_low": mean - half, "seed_high": mean + half,
-            "positive_in": sum(d > 0 for d in diffs),
-            "significant_in": sum(per_seed[str(s)]["gains"][model]["significant"]
-                                  and per_seed[str(s)]["gains"][model]["diff"] > 0 for s in seeds),
-            "significant_loss_in": sum(per_seed[str(s)]["gains"][model]["significant"]
-                                       and per_seed[str(s)]["gains"][model]["diff"] < 0 for s in seeds)}
+        return {"mean": mean, "per_seed": diffs,
+                "sentence_low": sentence_low, "sentence_high": sentence_high,
+                "seed_sd": sd, "seed_low": mean - half, "seed_high": mean + half,
+                "positive_in": sum(d > 0 for d in diffs),
+                "significant_in": sum(d["significant"] and d["diff"] > 0 for d in per),
+                "significant_loss_in": sum(d["significant"] and d["diff"] < 0 for d in per)}
+
+    gains = {m: summary("gains", m, baseline) for m in models if m != baseline}
+    vs_control = {a: {"control": c, **summary("vs_control", a, c)} for a, c in controls.items()}
     dense = [per_seed[str(s)]["bleu"][baseline] for s in seeds]
     return {"main_seed": main_seed, "seeds": seeds, "models": list(models), "per_seed": per_seed,
-            "gains": gains, "baseline_sd": float(np.std(dense, ddof=1)),
-            "interval_over_seeds": "Student's t over the per-seed gains (mean +- t * sd / sqrt(n))",
-            "interval_over_sentences": "paired bootstrap of the mean gain, the same sentences for every seed"}
+            "gains": gains, "vs_control": vs_control, "baseline_sd": float(np.std(dense, ddof=1)),
+            "interval_over_seeds": "Student's t over the per-seed differences (mean +- t * sd / sqrt(n))",
+            "interval_over_sentences": "paired bootstrap of the mean difference, the same sentences for every seed"}
 
 
 def per_scope(func, groups: dict[str, list[str]], directions: Sequence[str]) -> dict:
@@ -360,6 +366,10 @@ def headline(result: dict, baseline: str) -> dict:
         over = seeds["gains"].get(system) if seeds else None
         for key in ("mean", "seed_low", "seed_high"):
             out[f"{label}_gain_over_seeds_{key.replace('seed_', '')}"] = over[key] if over else None
+    for approach in CONTROLS:
+        over = seeds.get("vs_control", {}).get(approach) if seeds else None
+        for key in ("mean", "seed_low", "seed_high"):
+            out[f"{approach}_vs_control_over_seeds_{key.replace('seed_', '')}"] = over[key] if over else None
     return out
 
 

@@ -177,11 +177,14 @@ class BenchmarkConfig:
 
 @dataclass
 class SeedsConfig:
-    # More training seeds for the premise (the MoEs' gains over dense): the seeds stage retrains the warm
-    # start and `models` with train.seed set to each of `extra` and translates the test split with them;
-    # compare sets every seed's gains side by side and gives their spread. [] = train.seed only.
+    # More training seeds: the seeds stage retrains the warm start and `models` with train.seed set to each
+    # of `extra` and translates the test split with them; compare sets every seed's gains over its dense,
+    # and its student against its dense_long, side by side and gives their spread. [] = train.seed only.
+    # `models`: entries of models: (from the seed's warm start), student (from the seed's distill.teacher),
+    # dense_long (from the seed's dense).
     extra: list[int] = field(default_factory=list)
-    models: list[str] = field(default_factory=lambda: ["dense", "token_moe", "task_moe"])
+    models: list[str] = field(
+        default_factory=lambda: ["dense", "token_moe", "task_moe", "student", "dense_long"])
 
 
 @dataclass
@@ -401,9 +404,13 @@ def validate(p: Params, source: str = "params.yaml") -> None:
     need("dense" in s.models, "seeds.models", "must include dense (the baseline of every gain)")
     need(len(set(s.models)) == len(s.models), "seeds.models", "has duplicates")
     for name in s.models:
-        need(name in p.models, "seeds.models", f"names no model in models: {name!r}")
+        need(name in p.models or name in ("student", "dense_long"), "seeds.models",
+             f"names no model in models: {name!r} (nor student, dense_long)")
         need(not s.extra or name in p.evaluate.models, "seeds.models",
              f"{name!r} is not in evaluate.models (the main seed's evaluation it is compared with)")
+    need("student" not in s.models or ds.teacher in s.models, "seeds.models",
+         f"has student but not its teacher {ds.teacher!r} (distill.teacher): each seed's student learns "
+         "from that seed's teacher")
 
     for ok, key, why in checks:
         if not ok:

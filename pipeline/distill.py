@@ -20,6 +20,7 @@ import json
 import logging
 import time
 from pathlib import Path
+from typing import Optional
 
 from tqdm import tqdm
 
@@ -132,8 +133,10 @@ def schedule_steps(model_dir: Path, what: str = "teacher") -> int:
 
 
 def train_student(params: Params, teacher_dir: Path, corpus_dir: Path, distill_dir: Path,
-                  out_dir: Path, reports_dir: Path) -> dict:
-    """Train the dense student on the teacher's translations (and/or its token distributions)."""
+                  out_dir: Path, reports_dir: Path, run_name: Optional[str] = None) -> dict:
+    """Train the dense student on the teacher's translations (and/or its token distributions).
+
+    `run_name` names its resume folder (default `student`; the seeds stage's is `seed<N>/student`)."""
     from pipeline.data.corpus import load_split
     from pipeline.model.checkpoint import load_checkpoint
     from pipeline.model.surgery import copy_non_expert_weights
@@ -156,7 +159,7 @@ def train_student(params: Params, teacher_dir: Path, corpus_dir: Path, distill_d
     job = make_job(params, "student", student, corpus_dir, out_dir, reports_dir, vocab, languages,
                    train_pairs=train_pairs, teacher=teacher if dcfg.word_level.enabled else None,
                    kd=dcfg.word_level, max_steps=dcfg.max_steps, inputs=[teacher_dir, distill_dir],
-                   schedule_offset=offset)
+                   schedule_offset=offset, run_name=run_name)
     job.meta = {"teacher": str(teacher_dir), "distill": to_dict(dcfg), "distill_data": distill_meta,
                 "schedule_offset": offset}
     log.info("training the student (init=%s, ffn_init=%s, sequence_level=%s, word_level=%s, "
@@ -165,7 +168,8 @@ def train_student(params: Params, teacher_dir: Path, corpus_dir: Path, distill_d
     return finish(job, fit(job), params)
 
 
-def train_control(params: Params, base_dir: Path, corpus_dir: Path, out_dir: Path, reports_dir: Path) -> dict:
+def train_control(params: Params, base_dir: Path, corpus_dir: Path, out_dir: Path, reports_dir: Path,
+                  run_name: Optional[str] = None) -> dict:
     """The student's recipe without the teacher: `dense_long`, distillation's equal-steps control.
 
     A student started from the teacher (`distill.student_init: teacher`) trains `distill.max_steps` more
@@ -174,7 +178,8 @@ def train_control(params: Params, base_dir: Path, corpus_dir: Path, out_dir: Pat
     or restarted), with the same seed (and the same batches when the student trains on the references,
     `distill.sequence_level: false`). A fresh student's control is a fresh dense model trained as long.
     Either way, the student and this model differ only in what the teacher gives the student: its weights
-    as a starting point, and its translations or token distributions to learn from.
+    as a starting point, and its translations or token distributions to learn from. `run_name` names its
+    resume folder as in `train_student`.
     """
     from pipeline.model.checkpoint import load_checkpoint
     from pipeline.train.api import build_model, corpus_languages, finish, load_vocab, make_job
@@ -201,7 +206,7 @@ def train_control(params: Params, base_dir: Path, corpus_dir: Path, out_dir: Pat
         if dcfg.lr_schedule == "continue":
             offset = schedule_steps(base_dir, what="dense baseline")
     job = make_job(params, CONTROL, model, corpus_dir, out_dir, reports_dir, vocab, languages,
-                   max_steps=dcfg.max_steps, inputs=inputs, schedule_offset=offset)
+                   max_steps=dcfg.max_steps, inputs=inputs, schedule_offset=offset, run_name=run_name)
     job.meta = {"control": {"of": "student", "base": str(base_dir) if inputs else None,
                             "student_init": dcfg.student_init, "lr_schedule": dcfg.lr_schedule,
                             "max_steps": dcfg.max_steps}, "schedule_offset": offset}

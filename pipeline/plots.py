@@ -117,26 +117,31 @@ def learning_curves(study: Optional[dict], path: Path) -> bool:
 
 
 def seed_gains(seeds: Optional[dict], path: Path) -> bool:
-    """Each MoE's gain over dense per training seed (sentence-bootstrap interval) and their mean over seeds
-    (Student's t interval), from compare.json's `across_seeds`."""
+    """Each model's gain over dense, and the student against dense_long, per training seed (sentence-
+    bootstrap interval) and their mean over seeds (Student's t interval), from compare.json's
+    `across_seeds`."""
     if not seeds or not seeds.get("gains"):
         return False
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = plt.subplots(figsize=(8, 4))
     labels = [f"seed {s}" for s in seeds["seeds"]] + ["mean over seeds"]
-    width = 0.8 / len(seeds["gains"])
-    for i, (model, summary) in enumerate(seeds["gains"].items()):
-        x = [k + (i - (len(seeds["gains"]) - 1) / 2) * width for k in range(len(labels))]
-        per = [seeds["per_seed"][str(s)]["gains"][model] for s in seeds["seeds"]]
+    base = seeds["models"][0]
+    series = ([("gains", m, f"{m} − {base}") for m in seeds["gains"]]
+              + [("vs_control", a, f"{a} − {v['control']}") for a, v in (seeds.get("vs_control") or {}).items()])
+    width = 0.8 / len(series)
+    for i, (kind, model, label) in enumerate(series):
+        summary = seeds[kind][model]
+        x = [k + (i - (len(series) - 1) / 2) * width for k in range(len(labels))]
+        per = [seeds["per_seed"][str(s)][kind][model] for s in seeds["seeds"]]
         y = [g["diff"] for g in per] + [summary["mean"]]
         low = [g["low"] for g in per] + [summary["seed_low"]]
         high = [g["high"] for g in per] + [summary["seed_high"]]
         ax.errorbar(x, y, yerr=[[v - lo for v, lo in zip(y, low)], [hi - v for v, hi in zip(y, high)]],
-                    fmt="o", capsize=4, label=f"{model} − dense", color=f"C{i + 1}")
+                    fmt="o" if kind == "gains" else "s", capsize=4, label=label, color=f"C{i + 1}")
     ax.axhline(0, color="black", linewidth=0.8)
     ax.set_xticks(range(len(labels)), labels)
-    ax.set_ylabel("average test BLEU difference to dense")
-    ax.set_title("gain over dense per training seed (bootstrap CI) and mean (t CI over seeds)",
+    ax.set_ylabel("average test BLEU difference")
+    ax.set_title("differences per training seed (bootstrap CI) and mean (t CI over seeds)",
                  fontsize="medium")
     ax.grid(alpha=0.3, axis="y")
     ax.legend(fontsize="small")

@@ -205,9 +205,11 @@ def headline(inputs: Inputs) -> str:
         parts.append("So at this budget the comparison's premise, a teacher clearly better than dense, "
                      "does not hold, and every fraction against the teacher is undefined."
                      + _test_budget_words(inputs, teacher))
-    seeds = _seed_words(c.get("across_seeds"), TEACHER, "the teacher", conf)
-    if seeds:
-        parts.append(seeds)
+    for kind, model, subject in (("gains", TEACHER, "the teacher's gain over dense"),
+                                 ("vs_control", STUDENT, f"the student against {CONTROL}")):
+        seeds = _seed_words(c.get("across_seeds"), kind, model, subject, conf)
+        if seeds:
+            parts.append(seeds)
     parts.append(_throughput_words(inputs.benchmark))
     return " ".join(parts)
 
@@ -426,12 +428,13 @@ def _routing(inputs: Inputs, name: str) -> str:
     return DESCRIPTIONS.get(name, NA)
 
 
-def _seed_words(seeds: Optional[dict], model: str, noun: str, conf: str) -> Optional[str]:
-    """One sentence: `model`'s gain over dense across training seeds (compare.json `across_seeds`).
+def _seed_words(seeds: Optional[dict], kind: str, model: str, subject: str, conf: str) -> Optional[str]:
+    """One sentence: a difference across training seeds (compare.json `across_seeds`): `kind` "gains"
+    (`model` against dense) or "vs_control" (`model` against its equal-steps control).
 
-    The verdict needs both intervals: the t-interval over seeds (does retraining keep the gain?) and the
-    sentence bootstrap of the mean (is the mean gain more than this test set's noise?)."""
-    g = (seeds or {}).get("gains", {}).get(model)
+    The verdict needs both intervals: the t-interval over seeds (does retraining keep the difference?) and
+    the sentence bootstrap of the mean (is the mean difference more than this test set's noise?)."""
+    g = (seeds or {}).get(kind, {}).get(model)
     if not g:
         return None
     n = len(seeds["seeds"])
@@ -441,7 +444,7 @@ def _seed_words(seeds: Optional[dict], model: str, noun: str, conf: str) -> Opti
         counts += f", a significant loss in {g['significant_loss_in']}"
     spread = (f"{conf} t-interval over seeds [{g['seed_low']:+.2f}, {g['seed_high']:+.2f}], seed-to-seed SD "
               f"{g['seed_sd']:.2f}; over test sentences [{g['sentence_low']:+.2f}, {g['sentence_high']:+.2f}]")
-    if n < 3:  # two close gains give a narrow t-interval by chance: no verdict over seeds from two
+    if n < 3:  # two close differences give a narrow t-interval by chance: no verdict over seeds from two
         verdict = "two seeds are too few to judge the spread over seeds (the t-interval has one degree of freedom)"
     elif g["seed_low"] > 0 and g["sentence_low"] > 0:
         verdict = "the gain holds across seeds"
@@ -449,8 +452,16 @@ def _seed_words(seeds: Optional[dict], model: str, noun: str, conf: str) -> Opti
         verdict = "a loss across seeds"
     else:
         verdict = "across seeds it is not distinguishable from 0"
-    return (f"Over {n} training seeds ({', '.join(map(str, seeds['seeds']))}) {noun}'s gain over dense is "
+    return (f"Over {n} training seeds ({', '.join(map(str, seeds['seeds']))}) {subject} is "
             f"{per} ({counts}); mean {g['mean']:+.2f}, {spread}: {verdict}.")
+
+
+def _seed_columns(seeds: dict) -> list[tuple[str, str, str, str]]:
+    """(kind, model, reference, column label) for every difference `across_seeds` summarises."""
+    base = seeds["models"][0]
+    return ([("gains", m, base, f"{m} − {base} [CI]") for m in seeds["gains"]]
+            + [("vs_control", a, v["control"], f"{a} − {v['control']} [CI]")
+               for a, v in (seeds.get("vs_control") or {}).items()])
 
 
 def seeds_section(inputs: Inputs) -> str:
@@ -463,37 +474,41 @@ def seeds_section(inputs: Inputs) -> str:
         which = f"train.seed {seed}" if seed is not None else "train.seed"
         return (title + f"One training seed ({which}). The intervals above resample test sentences with "
                 "the trained models held fixed: they do not say how much retraining with another seed "
-                "moves a gain. `dvc exp run -S 'seeds.extra=[2,3]'` retrains the warm start, dense and "
-                "the MoEs with more seeds (the seeds stage) and this section then sets their gains side "
-                "by side.")
+                "moves a gain. `dvc exp run -S 'seeds.extra=[2,3]'` retrains the warm start and every "
+                "trained model (dense, the MoEs, the student, dense_long) with more seeds (the seeds stage) "
+                "and this section then sets their gains side by side.")
     models = seeds["models"]
-    gained = list(seeds["gains"])
+    columns = _seed_columns(seeds)
     rows = []
     for seed in seeds["seeds"]:
         row = seeds["per_seed"][str(seed)]
         cells = [f"{seed}" + (" (main run)" if seed == seeds["main_seed"] else ""),
                  num(row["bleu"][models[0]], 2)]
-        for m in gained:
-            g = row["gains"][m]
+        for kind, m, _, _ in columns:
+            g = row[kind][m]
             mark = " *" if g["significant"] else ""
-            cells += [num(row["bleu"][m], 2), f"{g['diff']:+.2f} [{g['low']:+.2f}, {g['high']:+.2f}]{mark}"]
+            cells += ([num(row["bleu"][m], 2)] if kind == "gains" else []) + [
+                f"{g['diff']:+.2f} [{g['low']:+.2f}, {g['high']:+.2f}]{mark}"]
         rows.append(cells)
     mean_row, t_row = ["mean over seeds", NA], [f"{conf} t-interval over seeds (SD)", num(seeds["baseline_sd"], 2)]
-    for m in gained:
-        g = seeds["gains"][m]
-        mean_row += [NA, f"{g['mean']:+.2f} [{g['sentence_low']:+.2f}, {g['sentence_high']:+.2f}]"]
-        t_row += [NA, f"[{g['seed_low']:+.2f}, {g['seed_high']:+.2f}] ({g['seed_sd']:.2f})"]
     header = ["seed", f"{models[0]} BLEU"]
-    for m in gained:
-        header += [f"{m} BLEU", f"{m} − {models[0]} [CI]"]
-    out = [title + f"The main run and the seeds stage's retrained models (seeds.extra), each MoE against its "
-           f"own seed's {models[0]}, on the same test sentences and bootstrap resamples; * = the "
-           f"{conf} interval excludes 0. The mean's interval resamples sentences (models fixed); the "
-           "t-interval is over the per-seed gains (how much retraining moves them; wide with few seeds). "
-           "The SD in the dense column is dense's own BLEU across seeds.\n",
+    for kind, m, _, label in columns:
+        g = seeds[kind][m]
+        blank = [NA] if kind == "gains" else []
+        mean_row += blank + [f"{g['mean']:+.2f} [{g['sentence_low']:+.2f}, {g['sentence_high']:+.2f}]"]
+        t_row += blank + [f"[{g['seed_low']:+.2f}, {g['seed_high']:+.2f}] ({g['seed_sd']:.2f})"]
+        header += ([f"{m} BLEU"] if kind == "gains" else []) + [label]
+    controls = "".join(f", and {a} against its own seed's {v['control']}"
+                       for a, v in (seeds.get("vs_control") or {}).items())
+    out = [title + f"The main run and the seeds stage's retrained models (seeds.extra), each model against "
+           f"its own seed's {models[0]}{controls}, on the same test sentences and bootstrap resamples; "
+           f"* = the {conf} interval excludes 0. The mean's interval resamples sentences (models fixed); the "
+           "t-interval is over the per-seed differences (how much retraining moves them; wide with few "
+           "seeds). The SD in the dense column is dense's own BLEU across seeds.\n",
            md_table(header, rows + [mean_row, t_row])]
-    for m in gained:
-        words = _seed_words(seeds, m, m, conf)
+    for kind, m, reference, _ in columns:
+        subject = f"{m}'s gain over {reference}" if kind == "gains" else f"{m} against {reference}"
+        words = _seed_words(seeds, kind, m, subject, conf)
         if words:
             out.append(f"\n- {words}")
     return "\n".join(out)
@@ -776,7 +791,7 @@ def make_plots(inputs: Inputs, plots_dir: Path) -> dict[str, Optional[str]]:
               lambda p, n=name, u=usage: plots.expert_usage(n, u, p))
              for name, usage in inputs.expert_usage.items()]
     if inputs.compare.get("across_seeds"):
-        jobs.append(("Gain over dense per training seed", "seed_gains.png",
+        jobs.append(("Differences per training seed", "seed_gains.png",
                      lambda p: plots.seed_gains(inputs.compare["across_seeds"], p)))
     if not inputs.expert_usage:  # meta.json without `expert_usage`, or no models folder
         jobs.append(("Expert usage by target language", "expert_usage.png", lambda p: False))

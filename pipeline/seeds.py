@@ -1,15 +1,22 @@
-"""More training seeds: is the teacher's gain over dense a property of the recipe, or of one training run?
+"""More training seeds: are the teacher's gain over dense, and the student's result against its control,
+properties of the recipe, or of one training run?
 
 The compare stage's intervals resample test sentences with the trained models held fixed: they say how
 sure the run is about *these* models, not how much another `train.seed` would move them. The seeds stage
-retrains the warm start and `seeds.models` (dense and the two MoEs by default) once per seed in
-`seeds.extra`: the main recipe with only `train.seed` changed (dropout, batch order, router init), each
-MoE upcycled from its own seed's warm start. It translates the test split with each model as the evaluate
-stage does. `pipeline.compare.across_seeds` then sets each seed's gains over its own dense beside the main
-run's and summarises them over seeds.
+retrains the warm start and `seeds.models` once per seed in `seeds.extra`: the main recipe with only
+`train.seed` changed (dropout, batch order, router init). Every model comes from its own seed's models,
+as in the main run:
+- the entries of `models:` (dense, token_moe, task_moe) from the seed's warm start (MoEs upcycled);
+- `student` from the seed's teacher (`distill.teacher`), on distillation data the seed's teacher makes as
+  the distill_data stage does (with `distill.sequence_level: false`, the references: no translation);
+- `dense_long` (the student's equal-steps control) from the seed's dense, as the control stage does.
+It translates the test split with each model as the evaluate stage does. `pipeline.compare.across_seeds`
+then sets each seed's gains over its own dense, and its student against its own dense_long, beside the
+main run's and summarises them over seeds.
 
 Outputs (two DVC outputs, each written to a temporary folder and renamed when every seed has finished):
     models/seeds/seed<N>/{warmstart,<model>}/            checkpoints
+    models/seeds/seed<N>/distill_data/                   the student's training data (as data/distill)
     reports/seeds/seed<N>/train/<model>/metrics.json      training metrics (and val_hyps/)
     reports/seeds/seed<N>/evaluate/<model>/{hyps/,metrics.json}
     reports/seeds/index.json  {"main_seed", "extra", "models", "seeds": {"<N>": {<model>: {"bleu",
@@ -28,12 +35,20 @@ import time
 from pathlib import Path
 
 from pipeline.config import Params
+from pipeline.distill import CONTROL
 from pipeline.errors import PipelineError
 from pipeline.io import atomic_dir, read_json, write_json
 
 log = logging.getLogger(__name__)
 
 INDEX = "index.json"
+STUDENT = "student"
+DISTILLED = (STUDENT, CONTROL)  # trained from the seed's other models, so after them
+
+
+def training_order(models: list[str]) -> list[str]:
+    """`models` with the student and its control after the models they start from."""
+    return [m for m in models if m not in DISTILLED] + [m for m in DISTILLED if m in models]
 
 
 def seed_folder(seed: int) -> str:
@@ -49,7 +64,7 @@ def with_seed(params: Params, seed: int) -> Params:
 def train_seeds(params: Params, corpus_dir: str | Path, models_out: str | Path, reports_out: str | Path) -> dict:
     """Train and evaluate `params.seeds.models` for every seed of `params.seeds.extra`; return the index."""
     from pipeline.evaluate import evaluate_model
-    from pipeline.train.api import train_model, train_warmstart
+    from pipeline.train.api import train_warmstart
 
     corpus_dir = Path(corpus_dir)
     for name in ("meta.json", "spm.model"):
@@ -73,11 +88,10 @@ def train_seeds(params: Params, corpus_dir: str | Path, models_out: str | Path, 
             train_warmstart(p, corpus_dir, m_dir / "warmstart", r_dir / "train" / "warmstart",
                             run_name=f"{tag}/warmstart")
             warm_seconds = time.perf_counter() - t0
-            for name in cfg.models:
+            for name in training_order(cfg.models):
                 t0 = time.perf_counter()
                 log.info("seed %d: training %s", seed, name)
-                train_model(p, name, corpus_dir, m_dir / name, r_dir / "train" / name,
-                            warmstart_dir=m_dir / "warmstart", run_name=f"{tag}/{name}")
+                _train(p, name, corpus_dir, m_dir, r_dir / "train" / name, run_name=f"{tag}/{name}")
                 t1 = time.perf_counter()
                 metrics = evaluate_model(f"{name}@{tag}", m_dir / name, corpus_dir,
                                          r_dir / "evaluate" / name, p.evaluate,
@@ -89,6 +103,24 @@ def train_seeds(params: Params, corpus_dir: str | Path, models_out: str | Path, 
         write_json(reports_tmp / INDEX, index)
     log.info("seeds: %d extra seed(s) in %.0f s", len(cfg.extra), time.perf_counter() - start)
     return index
+
+
+def _train(p: Params, name: str, corpus_dir: Path, m_dir: Path, reports_dir: Path, run_name: str) -> None:
+    """Train one of a seed's models into `m_dir / name`, from the seed's warm start or other models."""
+    from pipeline.distill import train_control, train_student, translate_training_sources
+    from pipeline.train.api import train_model
+
+    if name == STUDENT:
+        teacher = m_dir / p.distill.teacher
+        translate_training_sources(teacher, corpus_dir, m_dir / "distill_data", p.distill.decode,
+                                   p.distill.sequence_level)
+        train_student(p, teacher, corpus_dir, m_dir / "distill_data", m_dir / name, reports_dir,
+                      run_name=run_name)
+    elif name == CONTROL:
+        train_control(p, m_dir / "dense", corpus_dir, m_dir / name, reports_dir, run_name=run_name)
+    else:
+        train_model(p, name, corpus_dir, m_dir / name, reports_dir, warmstart_dir=m_dir / "warmstart",
+                    run_name=run_name)
 
 
 def load_seed_hypotheses(seeds_dir: str | Path, directions: list[str]) -> tuple[dict, dict]:

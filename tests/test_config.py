@@ -49,6 +49,7 @@ def test_smoke_profile_overrides_without_editing_params():
     ({"seeds": {"extra": [-1]}}, "seeds.extra"),
     ({"seeds": {"models": ["token_moe"]}}, "seeds.models"),  # no dense: no baseline for the gains
     ({"seeds": {"models": ["dense", "nope"]}}, "seeds.models"),
+    ({"seeds": {"models": ["dense", "student"]}}, "seeds.models"),  # no teacher for the seed's student
     ({"seeds": {"extra": [2]}, "evaluate": {"models": ["dense", "token_moe"]}}, "seeds.models"),  # task_moe
 ])
 def test_impossible_values_name_the_key(tree, key):
@@ -58,6 +59,18 @@ def test_impossible_values_name_the_key(tree, key):
         base[section] = {**base.get(section, {}), **value}
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         params_from_dict(base)
+
+
+def test_seeds_may_retrain_the_student_and_its_control():
+    base = {"models": {"dense": {}, "token_moe": {"encoder_routing": "token"},
+                       "task_moe": {"decoder_routing": "target"}}}
+    p = params_from_dict({**base, "seeds": {"extra": [2], "models": ["dense", "dense_long"]}})
+    assert p.seeds.models == ["dense", "dense_long"]  # the control needs only its seed's dense
+    p = params_from_dict({**base, "evaluate": {"models": ["dense", "token_moe", "student"]},
+                          "seeds": {"extra": [2], "models": ["dense", "token_moe", "student"]}})
+    assert p.seeds.models[-1] == "student"
+    with pytest.raises(ConfigError, match="seeds.models.*'token_moe' \\(distill.teacher\\)"):
+        params_from_dict({**base, "seeds": {"models": ["dense", "student"]}})
 
 
 def test_unknown_key_and_wrong_type_name_the_key(tmp_path):

@@ -63,6 +63,38 @@ def test_each_seed_is_the_main_recipe_with_only_the_seed_changed(params, tiny_co
     assert metrics["bleu"] == index["seeds"]["2"]["dense"]["bleu"]
 
 
+def test_a_seeds_student_and_control_come_from_its_own_teacher_and_dense(params, tiny_corpus, tmp_path):
+    """The student learns from its seed's teacher and dense_long continues its seed's dense, exactly as
+    the distill_data, distill and control stages do for the main run with train.seed: 2."""
+    from pipeline.distill import train_control, train_student, translate_training_sources
+
+    params.seeds.extra = [2]
+    params.seeds.models = ["dense_long", "student", "dense", "token_moe"]  # trained in dependency order
+    params.distill.max_steps = 3
+    index = train_seeds(params, tiny_corpus, tmp_path / "models", tmp_path / "reports")
+    seed2 = tmp_path / "models" / "seed2"
+    assert list(index["seeds"]["2"])[:4] == ["dense", "token_moe", "student", "dense_long"]
+    p2 = with_seed(params, 2)
+    translate_training_sources(seed2 / "token_moe", tiny_corpus, tmp_path / "direct" / "distill",
+                               p2.distill.decode, p2.distill.sequence_level)
+    train_student(p2, seed2 / "token_moe", tiny_corpus, tmp_path / "direct" / "distill",
+                  tmp_path / "direct" / "student", tmp_path / "direct_r" / "student")
+    train_control(p2, seed2 / "dense", tiny_corpus, tmp_path / "direct" / "dense_long",
+                  tmp_path / "direct_r" / "dense_long")
+    for name in ("student", "dense_long"):
+        ours, direct = weights(seed2 / name), weights(tmp_path / "direct" / name)
+        assert all(torch.equal(ours[k], direct[k]) for k in direct), name
+        meta = json.loads((seed2 / name / "meta.json").read_text())
+        assert meta["schedule_offset"] == 8 and meta["train"]["steps"] == 3  # after the 4 + 4 steps
+        assert meta["params"]["train"]["seed"] == 2
+    # a student of the main seed's teacher would differ: the seed's own teacher is the one used
+    assert json.loads((seed2 / "student" / "meta.json").read_text())["teacher"].endswith("seed2/token_moe")
+    # each resumes from its own folder, not the main run's student or dense_long
+    assert (api.RESUME_ROOT / "seed2" / "student").is_dir() and (api.RESUME_ROOT / "seed2" / "dense_long").is_dir()
+    _, hyps = load_seed_hypotheses(tmp_path / "reports", ["en-de"])
+    assert sorted(hyps[2]) == ["dense", "dense_long", "student", "token_moe"]
+
+
 def test_no_extra_seed_writes_the_same_empty_index_every_time(params, tiny_corpus, tmp_path):
     params.seeds.extra = []
     index = train_seeds(params, tiny_corpus, tmp_path / "models", tmp_path / "reports")
@@ -78,11 +110,16 @@ def test_a_rerun_resumes_every_finished_model(params, tiny_corpus, tmp_path):
     warm start is retrained from its finished run, and the models after it resume too, although the
     warm start's run record (meta.json: timings) differs."""
     params.seeds.extra = [2]
+    params.seeds.models += ["student", "dense_long"]
+    params.distill.max_steps = 2
     train_seeds(params, tiny_corpus, tmp_path / "models", tmp_path / "reports")
     before = weights(tmp_path / "models" / "seed2" / "token_moe")
     for name in ("models", "reports"):
         shutil.rmtree(tmp_path / name)
     train_seeds(params, tiny_corpus, tmp_path / "models", tmp_path / "reports")
+    for name in ("student", "dense_long"):
+        meta = json.loads((tmp_path / "models" / "seed2" / name / "meta.json").read_text())
+        assert meta["train"]["resumed_from_step"] == meta["train"]["steps"] == 2, name
     for name in ("warmstart", "dense", "token_moe"):
         meta = json.loads((tmp_path / "models" / "seed2" / name / "meta.json").read_text())
         assert meta["train"]["resumed_from_step"] == meta["train"]["steps"] == 4, name

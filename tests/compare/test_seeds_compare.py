@@ -73,6 +73,37 @@ def test_each_seed_is_set_against_its_own_dense(make_synthetic):
     assert alone["seeds"] == 1 and alone["teacher_gain_over_seeds_mean"] is None
 
 
+def test_each_seeds_student_is_set_against_its_own_control(make_synthetic):
+    """The student beats its seed's dense_long by -10, +5 and -15 BLEU; across the three dense baselines
+    (30, 45, 40) the student's gain over dense is +10, +20, +5: the control, not dense, is what says
+    whether the teacher helped."""
+    shares = {1: {"dense": 0.3, "token_moe": 0.5, "student": 0.4, "dense_long": 0.5},
+              2: {"dense": 0.45, "token_moe": 0.5, "student": 0.65, "dense_long": 0.6},
+              3: {"dense": 0.4, "token_moe": 0.5, "student": 0.45, "dense_long": 0.6}}
+    main, extra, refs, groups = seeded(make_synthetic, shares)
+    result = compare_systems(main, refs, groups, CFG, seed_hyps=extra, main_seed=1)
+    seeds = result["across_seeds"]
+    control = seeds["vs_control"]["student"]
+    assert control["control"] == "dense_long"
+    assert control["per_seed"] == pytest.approx([-10, 5, -15], abs=4)
+    for seed, diff in zip(seeds["seeds"], control["per_seed"]):
+        bleu = seeds["per_seed"][str(seed)]["bleu"]
+        assert diff == pytest.approx(bleu["student"] - bleu["dense_long"])  # its own seed's control
+    assert seeds["per_seed"]["1"]["vs_control"]["student"] == result["vs_control"]["student"]["groups"]["avg"]
+    assert seeds["gains"]["student"]["per_seed"] == pytest.approx([10, 20, 5], abs=4)
+    assert control["significant_in"] == 1 and control["significant_loss_in"] == 2
+    assert control["seed_sd"] == pytest.approx(np.std(control["per_seed"], ddof=1))
+    assert control["seed_low"] < control["mean"] < control["seed_high"]
+    assert (result["student_vs_control_over_seeds_mean"], result["student_vs_control_over_seeds_low"],
+            result["student_vs_control_over_seeds_high"]) == (control["mean"], control["seed_low"],
+                                                              control["seed_high"])
+    # seeds without the control: no vs_control, and the flat keys say so
+    trimmed = {s: {m: h for m, h in hyps.items() if m != "dense_long"} for s, hyps in extra.items()}
+    alone = compare_systems({m: h for m, h in main.items() if m != "dense_long"}, refs, groups, CFG,
+                            seed_hyps=trimmed, main_seed=1)
+    assert alone["across_seeds"]["vs_control"] == {} and alone["student_vs_control_over_seeds_mean"] is None
+
+
 def test_identical_seeds_have_no_spread(make_synthetic):
     """A seed that reproduced the main run exactly: the same gain, SD 0, and the same sentence interval
     (every seed is scored on the same resampled sentences)."""

@@ -405,3 +405,28 @@ def test_the_seed_verdict_needs_both_intervals(tmp_path, seeds, words):
     if "0.32" in str(seeds):
         gain = result["across_seeds"]["gains"]["token_moe"]
         assert gain["seed_sd"] == 0 and gain["seed_low"] > 0 and gain["sentence_low"] <= 0
+
+
+def test_the_students_control_is_judged_across_seeds(tmp_path):
+    """Each seed's student loses to its own dense_long although it beats its own dense: the answer and the
+    seeds section say so, and the table and plot carry the difference."""
+    root = write_inputs(tmp_path, SHARES)
+    shares = {"dense": 0.3, "token_moe": 0.35, "student": 0.4, "dense_long": 0.6}
+    result = _seed_compare(root, {1: shares, 2: {**shares, "dense_long": 0.62}, 3: {**shares, "student": 0.42}})
+    text = render(root)
+    control = result["across_seeds"]["vs_control"]["student"]
+    assert control["significant_loss_in"] == 3 and control["seed_high"] < 0
+    answer = text.split("## Answer")[1].split("##")[0]
+    per = ", ".join(f"{d:+.2f}" for d in control["per_seed"])
+    assert f"Over 3 training seeds (1, 2, 3) the student against dense_long is {per} (a significant gain in 0 of 3, " \
+           "a significant loss in 3)" in answer
+    assert answer.count(": a loss across seeds.") == 1  # the teacher's gain is no loss
+    section = text.split("## Across training seeds")[1].split("\n## ")[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ")]
+    header = [cell.strip() for cell in rows[0].strip("|").split("|")]
+    assert header[-1] == "student − dense_long [CI]" and "student − dense [CI]" in header
+    main = result["vs_control"]["student"]["groups"]["avg"]
+    assert rows[1].rstrip(" |").endswith(f"{main['diff']:+.2f} [{main['low']:+.2f}, {main['high']:+.2f}] *")
+    assert "and student against its own seed's dense_long" in section
+    assert "- Over 3 training seeds (1, 2, 3) student against dense_long is" in section
+    assert (root / "reports" / "plots" / "seed_gains.png").stat().st_size > 1000
