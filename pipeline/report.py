@@ -205,11 +205,10 @@ def headline(inputs: Inputs) -> str:
         parts.append("So at this budget the comparison's premise, a teacher clearly better than dense, "
                      "does not hold, and every fraction against the teacher is undefined."
                      + _test_budget_words(inputs, teacher))
-    for kind, model, subject in (("gains", TEACHER, "the teacher's gain over dense"),
-                                 ("vs_control", STUDENT, f"the student against {CONTROL}")):
-        seeds = _seed_words(c.get("across_seeds"), kind, model, subject, conf)
-        if seeds:
-            parts.append(seeds)
+    seeds = _seed_words(c.get("across_seeds"), "gains", TEACHER, "the teacher's gain over dense", conf)
+    control = _seed_words(c.get("across_seeds"), "vs_control", STUDENT, f"the student against {CONTROL}", conf,
+                          _control_verdicts(STUDENT, CONTROL))
+    parts += [words for words in (seeds, control) if words]
     parts.append(_throughput_words(inputs.benchmark))
     return " ".join(parts)
 
@@ -428,12 +427,14 @@ def _routing(inputs: Inputs, name: str) -> str:
     return DESCRIPTIONS.get(name, NA)
 
 
-def _seed_words(seeds: Optional[dict], kind: str, model: str, subject: str, conf: str) -> Optional[str]:
+def _seed_words(seeds: Optional[dict], kind: str, model: str, subject: str, conf: str,
+                verdicts: tuple[str, str] = ("the gain holds across seeds", "a loss across seeds")) -> Optional[str]:
     """One sentence: a difference across training seeds (compare.json `across_seeds`): `kind` "gains"
     (`model` against dense) or "vs_control" (`model` against its equal-steps control).
 
     The verdict needs both intervals: the t-interval over seeds (does retraining keep the difference?) and
-    the sentence bootstrap of the mean (is the mean difference more than this test set's noise?)."""
+    the sentence bootstrap of the mean (is the mean difference more than this test set's noise?); `verdicts`
+    words the two outcomes that clear 0 (ahead, behind)."""
     g = (seeds or {}).get(kind, {}).get(model)
     if not g:
         return None
@@ -447,13 +448,17 @@ def _seed_words(seeds: Optional[dict], kind: str, model: str, subject: str, conf
     if n < 3:  # two close differences give a narrow t-interval by chance: no verdict over seeds from two
         verdict = "two seeds are too few to judge the spread over seeds (the t-interval has one degree of freedom)"
     elif g["seed_low"] > 0 and g["sentence_low"] > 0:
-        verdict = "the gain holds across seeds"
+        verdict = verdicts[0]
     elif g["seed_high"] < 0 and g["sentence_high"] < 0:
-        verdict = "a loss across seeds"
+        verdict = verdicts[1]
     else:
         verdict = "across seeds it is not distinguishable from 0"
     return (f"Over {n} training seeds ({', '.join(map(str, seeds['seeds']))}) {subject} is "
             f"{per} ({counts}); mean {g['mean']:+.2f}, {spread}: {verdict}.")
+
+
+def _control_verdicts(approach: str, control: str) -> tuple[str, str]:
+    return f"{approach} is ahead of {control} across seeds", f"{approach} is behind {control} across seeds"
 
 
 def _seed_columns(seeds: dict) -> list[tuple[str, str, str, str]]:
@@ -472,11 +477,12 @@ def seeds_section(inputs: Inputs) -> str:
     if not seeds:
         seed = (inputs.seeds or {}).get("main_seed")
         which = f"train.seed {seed}" if seed is not None else "train.seed"
+        models = (inputs.seeds or {}).get("models")
+        listed = f" and seeds.models ({', '.join(models)})" if models else " and seeds.models"
         return (title + f"One training seed ({which}). The intervals above resample test sentences with "
                 "the trained models held fixed: they do not say how much retraining with another seed "
-                "moves a gain. `dvc exp run -S 'seeds.extra=[2,3]'` retrains the warm start and every "
-                "trained model (dense, the MoEs, the student, dense_long) with more seeds (the seeds stage) "
-                "and this section then sets their gains side by side.")
+                "moves a gain. `dvc exp run -S 'seeds.extra=[2,3]'` retrains the warm start" + listed
+                + " with more seeds (the seeds stage) and this section then sets their gains side by side.")
     models = seeds["models"]
     columns = _seed_columns(seeds)
     rows = []
@@ -507,8 +513,10 @@ def seeds_section(inputs: Inputs) -> str:
            "seeds). The SD in the dense column is dense's own BLEU across seeds.\n",
            md_table(header, rows + [mean_row, t_row])]
     for kind, m, reference, _ in columns:
-        subject = f"{m}'s gain over {reference}" if kind == "gains" else f"{m} against {reference}"
-        words = _seed_words(seeds, kind, m, subject, conf)
+        if kind == "gains":
+            words = _seed_words(seeds, kind, m, f"{m}'s gain over {reference}", conf)
+        else:
+            words = _seed_words(seeds, kind, m, f"{m} against {reference}", conf, _control_verdicts(m, reference))
         if words:
             out.append(f"\n- {words}")
     return "\n".join(out)

@@ -24,12 +24,16 @@ Outputs (two DVC outputs, each written to a temporary folder and renamed when ev
 With `seeds.extra: []` only index.json (and models/seeds/README) is written, in no time, and the same
 bytes every time, so compare and report do not rerun for it. A seed's runs resume from
 `.resume/seed<N>/<model>/` (see pipeline.train.api.make_job): an interrupted stage, or one rerun with
-one more seed, retrains nothing that finished, and only translates the test split again.
+one more seed, retrains nothing that finished, and only translates the test split again (with
+`distill.sequence_level: true` also the training sources, for each seed's student: it resumes when the
+translations come out byte-identical). A student's `train_seconds` in the index include
+making its distillation data.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import time
 from pathlib import Path
@@ -100,9 +104,21 @@ def train_seeds(params: Params, corpus_dir: str | Path, models_out: str | Path, 
                              "evaluate_seconds": time.perf_counter() - t1}
             row["warmstart_seconds"] = warm_seconds
             index["seeds"][str(seed)] = row
+        _record_final_paths(models_tmp, Path(models_out))
         write_json(reports_tmp / INDEX, index)
     log.info("seeds: %d extra seed(s) in %.0f s", len(cfg.extra), time.perf_counter() - start)
     return index
+
+
+def _record_final_paths(tmp: Path, final: Path) -> None:
+    """The student's and dense_long's run records name the models they came from (`teacher`,
+    `control.base`, the distillation data's `teacher`); name them where they end up, not in the temporary
+    folder the stage writes to. Run records only: resume fingerprints skip them."""
+    for path in tmp.rglob("meta.json"):
+        text = path.read_text(encoding="utf-8")
+        if str(tmp) in text:
+            path.write_text(text.replace(json.dumps(str(tmp))[1:-1], json.dumps(str(final))[1:-1]),
+                            encoding="utf-8")
 
 
 def _train(p: Params, name: str, corpus_dir: Path, m_dir: Path, reports_dir: Path, run_name: str) -> None:

@@ -80,6 +80,12 @@ def test_dvc_repro_runs_every_stage_on_the_smoke_profile(pipeline_run):
     assert compare["across_seeds"]["seeds"] == [1, 2] and compare["seeds"] == 2
     assert compare["teacher_gain_over_seeds_mean"] == pytest.approx(
         sum(compare["across_seeds"]["gains"]["token_moe"]["per_seed"]) / 2)
+    # ... the student against its own seed's dense_long too, recorded where the models end up
+    assert compare["across_seeds"]["vs_control"]["student"]["per_seed"][0] == compare["student_vs_control"]
+    assert compare["student_vs_control_over_seeds_mean"] == pytest.approx(
+        sum(compare["across_seeds"]["vs_control"]["student"]["per_seed"]) / 2)
+    student = json.loads((repo / "models" / "seeds" / "seed2" / "student" / "meta.json").read_text())
+    assert student["teacher"] == "models/seeds/seed2/token_moe"
     assert "| 1 (main run) |" in report.split("## Across training seeds")[1]
 
 

@@ -87,8 +87,11 @@ def test_a_seeds_student_and_control_come_from_its_own_teacher_and_dense(params,
         meta = json.loads((seed2 / name / "meta.json").read_text())
         assert meta["schedule_offset"] == 8 and meta["train"]["steps"] == 3  # after the 4 + 4 steps
         assert meta["params"]["train"]["seed"] == 2
-    # a student of the main seed's teacher would differ: the seed's own teacher is the one used
-    assert json.loads((seed2 / "student" / "meta.json").read_text())["teacher"].endswith("seed2/token_moe")
+    # the run records name the models they came from where those end up, not in the stage's temporary folder
+    student = json.loads((seed2 / "student" / "meta.json").read_text())
+    assert student["teacher"] == student["distill_data"]["teacher"] == str(seed2 / "token_moe")
+    assert json.loads((seed2 / "distill_data" / "meta.json").read_text())["teacher"] == str(seed2 / "token_moe")
+    assert json.loads((seed2 / "dense_long" / "meta.json").read_text())["control"]["base"] == str(seed2 / "dense")
     # each resumes from its own folder, not the main run's student or dense_long
     assert (api.RESUME_ROOT / "seed2" / "student").is_dir() and (api.RESUME_ROOT / "seed2" / "dense_long").is_dir()
     _, hyps = load_seed_hypotheses(tmp_path / "reports", ["en-de"])

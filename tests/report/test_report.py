@@ -350,6 +350,13 @@ def test_one_seed_says_what_the_intervals_do_not_cover(tmp_path):
     assert "One training seed (train.seed)." in section and "seeds.extra=[2,3]" in section
     assert "Over " not in text.split("## Answer")[1].split("##")[0]  # no seed sentence in the answer
     assert not (root / "reports" / "plots" / "seed_gains.png").exists()
+    # with the seeds stage's empty index: which seed, and which models more seeds would retrain
+    (root / "reports" / "seeds").mkdir()
+    (root / "reports" / "seeds" / "index.json").write_text(json.dumps(
+        {"main_seed": 1, "extra": [], "models": ["dense", "token_moe", "student"], "seeds": {}}))
+    section = render(root).split("## Across training seeds")[1].split("\n## ")[0]
+    assert "One training seed (train.seed 1)." in section
+    assert "retrains the warm start and seeds.models (dense, token_moe, student) with more seeds" in section
 
 
 @pytest.mark.parametrize("seed2, seed3, verdict", [
@@ -420,7 +427,7 @@ def test_the_students_control_is_judged_across_seeds(tmp_path):
     per = ", ".join(f"{d:+.2f}" for d in control["per_seed"])
     assert f"Over 3 training seeds (1, 2, 3) the student against dense_long is {per} (a significant gain in 0 of 3, " \
            "a significant loss in 3)" in answer
-    assert answer.count(": a loss across seeds.") == 1  # the teacher's gain is no loss
+    assert ": student is behind dense_long across seeds." in answer
     section = text.split("## Across training seeds")[1].split("\n## ")[0]
     rows = [line for line in section.splitlines() if line.startswith("| ")]
     header = [cell.strip() for cell in rows[0].strip("|").split("|")]
@@ -430,3 +437,21 @@ def test_the_students_control_is_judged_across_seeds(tmp_path):
     assert "and student against its own seed's dense_long" in section
     assert "- Over 3 training seeds (1, 2, 3) student against dense_long is" in section
     assert (root / "reports" / "plots" / "seed_gains.png").stat().st_size > 1000
+
+
+def test_the_seed_plot_draws_every_difference_per_seed_and_their_mean(tmp_path, monkeypatch):
+    from pipeline import plots
+
+    root = write_inputs(tmp_path, SHARES)
+    shares = {"dense": 0.3, "token_moe": 0.35, "student": 0.4, "dense_long": 0.6}
+    seeds = _seed_compare(root, {1: shares, 2: {**shares, "dense_long": 0.62}})["across_seeds"]
+    drawn = {}
+    monkeypatch.setattr(plots, "_save", lambda fig, path: drawn.setdefault("fig", fig) is not None)
+    assert plots.seed_gains(seeds, tmp_path / "seed_gains.png")
+    ax = drawn["fig"].axes[0]
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == ["token_moe − dense", "student − dense", "dense_long − dense", "student − dense_long"]
+    control = seeds["vs_control"]["student"]
+    points = [line for line in ax.get_lines() if line.get_marker() in ("o", "s")]  # not the caps
+    assert len(points) == 4
+    assert list(points[-1].get_ydata()) == pytest.approx([*control["per_seed"], control["mean"]])
