@@ -274,6 +274,15 @@ def across_seeds(bs: Bootstrap, main_seed: int, extra: Sequence[int], models: Se
             "interval_over_sentences": "paired bootstrap of the mean difference, the same sentences for every seed"}
 
 
+def seed_differences(across: dict) -> list[tuple[str, str, str]]:
+    """(kind, model, reference) for every difference an `across_seeds` result summarises: each model's
+    gain over the baseline ("gains"), then each approach against its control ("vs_control", absent from
+    compare.json files written before it existed)."""
+    base = across["models"][0]  # the baseline comes first
+    return ([("gains", m, base) for m in across["gains"]]
+            + [("vs_control", a, v["control"]) for a, v in (across.get("vs_control") or {}).items()])
+
+
 def per_scope(func, groups: dict[str, list[str]], directions: Sequence[str]) -> dict:
     """`func(members)` for every non-empty group and every single direction."""
     return {"groups": {g: func(m) for g, m in groups.items() if m},
@@ -367,7 +376,7 @@ def headline(result: dict, baseline: str) -> dict:
         for key in ("mean", "seed_low", "seed_high"):
             out[f"{label}_gain_over_seeds_{key.replace('seed_', '')}"] = over[key] if over else None
     for approach in CONTROLS:
-        over = seeds.get("vs_control", {}).get(approach) if seeds else None
+        over = seeds["vs_control"].get(approach) if seeds else None
         for key in ("mean", "seed_low", "seed_high"):
             out[f"{approach}_vs_control_over_seeds_{key.replace('seed_', '')}"] = over[key] if over else None
     return out

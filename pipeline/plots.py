@@ -125,11 +125,11 @@ def seed_gains(seeds: Optional[dict], path: Path) -> bool:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 4))
     labels = [f"seed {s}" for s in seeds["seeds"]] + ["mean over seeds"]
-    base = seeds["models"][0]
-    series = ([("gains", m, f"{m} − {base}") for m in seeds["gains"]]
-              + [("vs_control", a, f"{a} − {v['control']}") for a, v in (seeds.get("vs_control") or {}).items()])
+    from pipeline.compare import seed_differences
+
+    series = seed_differences(seeds)
     width = 0.8 / len(series)
-    for i, (kind, model, label) in enumerate(series):
+    for i, (kind, model, reference) in enumerate(series):
         summary = seeds[kind][model]
         x = [k + (i - (len(series) - 1) / 2) * width for k in range(len(labels))]
         per = [seeds["per_seed"][str(s)][kind][model] for s in seeds["seeds"]]
@@ -137,7 +137,8 @@ def seed_gains(seeds: Optional[dict], path: Path) -> bool:
         low = [g["low"] for g in per] + [summary["seed_low"]]
         high = [g["high"] for g in per] + [summary["seed_high"]]
         ax.errorbar(x, y, yerr=[[v - lo for v, lo in zip(y, low)], [hi - v for v, hi in zip(y, high)]],
-                    fmt="o" if kind == "gains" else "s", capsize=4, label=label, color=f"C{i + 1}")
+                    fmt="o" if kind == "gains" else "s", capsize=4, label=f"{model} − {reference}",
+                    color=f"C{i + 1}")
     ax.axhline(0, color="black", linewidth=0.8)
     ax.set_xticks(range(len(labels)), labels)
     ax.set_ylabel("average test BLEU difference")

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from pipeline import plots
+from pipeline.compare import seed_differences
 from pipeline.distill import CONTROL
 from pipeline.errors import PipelineError
 from pipeline.evaluate import GROUPS
@@ -461,14 +462,6 @@ def _control_verdicts(approach: str, control: str) -> tuple[str, str]:
     return f"{approach} is ahead of {control} across seeds", f"{approach} is behind {control} across seeds"
 
 
-def _seed_columns(seeds: dict) -> list[tuple[str, str, str, str]]:
-    """(kind, model, reference, column label) for every difference `across_seeds` summarises."""
-    base = seeds["models"][0]
-    return ([("gains", m, base, f"{m} − {base} [CI]") for m in seeds["gains"]]
-            + [("vs_control", a, v["control"], f"{a} − {v['control']} [CI]")
-               for a, v in (seeds.get("vs_control") or {}).items()])
-
-
 def seeds_section(inputs: Inputs) -> str:
     c = inputs.compare
     conf = f"{c.get('setup', {}).get('confidence', 0.95):.0%}"
@@ -484,13 +477,13 @@ def seeds_section(inputs: Inputs) -> str:
                 "moves a gain. `dvc exp run -S 'seeds.extra=[2,3]'` retrains the warm start" + listed
                 + " with more seeds (the seeds stage) and this section then sets their gains side by side.")
     models = seeds["models"]
-    columns = _seed_columns(seeds)
+    columns = seed_differences(seeds)
     rows = []
     for seed in seeds["seeds"]:
         row = seeds["per_seed"][str(seed)]
         cells = [f"{seed}" + (" (main run)" if seed == seeds["main_seed"] else ""),
                  num(row["bleu"][models[0]], 2)]
-        for kind, m, _, _ in columns:
+        for kind, m, _ in columns:
             g = row[kind][m]
             mark = " *" if g["significant"] else ""
             cells += ([num(row["bleu"][m], 2)] if kind == "gains" else []) + [
@@ -498,21 +491,21 @@ def seeds_section(inputs: Inputs) -> str:
         rows.append(cells)
     mean_row, t_row = ["mean over seeds", NA], [f"{conf} t-interval over seeds (SD)", num(seeds["baseline_sd"], 2)]
     header = ["seed", f"{models[0]} BLEU"]
-    for kind, m, _, label in columns:
+    for kind, m, reference in columns:
         g = seeds[kind][m]
         blank = [NA] if kind == "gains" else []
         mean_row += blank + [f"{g['mean']:+.2f} [{g['sentence_low']:+.2f}, {g['sentence_high']:+.2f}]"]
         t_row += blank + [f"[{g['seed_low']:+.2f}, {g['seed_high']:+.2f}] ({g['seed_sd']:.2f})"]
-        header += ([f"{m} BLEU"] if kind == "gains" else []) + [label]
-    controls = "".join(f", and {a} against its own seed's {v['control']}"
-                       for a, v in (seeds.get("vs_control") or {}).items())
+        header += ([f"{m} BLEU"] if kind == "gains" else []) + [f"{m} − {reference} [CI]"]
+    controls = "".join(f", and {m} against its own seed's {reference}"
+                       for kind, m, reference in columns if kind == "vs_control")
     out = [title + f"The main run and the seeds stage's retrained models (seeds.extra), each model against "
            f"its own seed's {models[0]}{controls}, on the same test sentences and bootstrap resamples; "
            f"* = the {conf} interval excludes 0. The mean's interval resamples sentences (models fixed); the "
            "t-interval is over the per-seed differences (how much retraining moves them; wide with few "
            "seeds). The SD in the dense column is dense's own BLEU across seeds.\n",
            md_table(header, rows + [mean_row, t_row])]
-    for kind, m, reference, _ in columns:
+    for kind, m, reference in columns:
         if kind == "gains":
             words = _seed_words(seeds, kind, m, f"{m}'s gain over {reference}", conf)
         else:

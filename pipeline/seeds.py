@@ -114,11 +114,11 @@ def _record_final_paths(tmp: Path, final: Path) -> None:
     """The student's and dense_long's run records name the models they came from (`teacher`,
     `control.base`, the distillation data's `teacher`); name them where they end up, not in the temporary
     folder the stage writes to. Run records only: resume fingerprints skip them."""
+    old, new = (json.dumps(str(path))[1:-1] for path in (tmp, final))  # as written inside JSON strings
     for path in tmp.rglob("meta.json"):
         text = path.read_text(encoding="utf-8")
-        if str(tmp) in text:
-            path.write_text(text.replace(json.dumps(str(tmp))[1:-1], json.dumps(str(final))[1:-1]),
-                            encoding="utf-8")
+        if old in text:
+            path.write_text(text.replace(old, new), encoding="utf-8")
 
 
 def _train(p: Params, name: str, corpus_dir: Path, m_dir: Path, reports_dir: Path, run_name: str) -> None:
