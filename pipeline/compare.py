@@ -43,16 +43,16 @@ from typing import Optional, Sequence
 import numpy as np
 
 from pipeline.config import CompareConfig
-from pipeline.distill import CONTROL
+from pipeline.distill import CONTROL, STUDENT
 from pipeline.errors import PipelineError
 from pipeline.evaluate import bleu_metric, direction_groups, read_corpus_meta, read_lines
 
 BASELINE = "dense"
 # The denominators of the fraction: label -> system. "teacher" is the distilled token-MoE.
 REFERENCES = {"teacher": "token_moe", "task_moe": "task_moe"}
-APPROACHES = ("student", "task_moe_sub")
+APPROACHES = (STUDENT, "task_moe_sub")
 # approach -> the system trained as long as it without what the approach adds (the control stage's model)
-CONTROLS = {"student": CONTROL}
+CONTROLS = {STUDENT: CONTROL}
 
 PAPER = {
     "source": "Kudugunta et al. 2021, arXiv 2110.03742",

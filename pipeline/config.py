@@ -404,7 +404,7 @@ def validate(p: Params, source: str = "params.yaml") -> None:
     need("dense" in s.models, "seeds.models", "must include dense (the baseline of every gain)")
     need(len(set(s.models)) == len(s.models), "seeds.models", "has duplicates")
     for name in s.models:
-        need(name in p.models or name in ("student", "dense_long"), "seeds.models",
+        need(name in p.models or name in ("student", "dense_long"), "seeds.models",  # distill.STUDENT, CONTROL
              f"names no model in models: {name!r} (nor student, dense_long)")
         need(not s.extra or name in p.evaluate.models, "seeds.models",
              f"{name!r} is not in evaluate.models (the main seed's evaluation it is compared with)")

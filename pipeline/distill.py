@@ -30,6 +30,7 @@ from pipeline.io import atomic_dir, read_json, write_json
 
 log = logging.getLogger(__name__)
 
+STUDENT = "student"  # the distilled dense model (train_student); seeds, compare and report name it so
 CONTROL = "dense_long"  # the student's equal-steps control (train_control); compare and report use it
 
 
@@ -156,7 +157,7 @@ def train_student(params: Params, teacher_dir: Path, corpus_dir: Path, distill_d
             offset = schedule_steps(teacher_dir)
     distill_meta = read_json(Path(distill_dir) / "meta.json")
     train_pairs = load_split(distill_dir, "train")
-    job = make_job(params, "student", student, corpus_dir, out_dir, reports_dir, vocab, languages,
+    job = make_job(params, STUDENT, student, corpus_dir, out_dir, reports_dir, vocab, languages,
                    train_pairs=train_pairs, teacher=teacher if dcfg.word_level.enabled else None,
                    kd=dcfg.word_level, max_steps=dcfg.max_steps, inputs=[teacher_dir, distill_dir],
                    schedule_offset=offset, run_name=run_name)
@@ -207,7 +208,7 @@ def train_control(params: Params, base_dir: Path, corpus_dir: Path, out_dir: Pat
             offset = schedule_steps(base_dir, what="dense baseline")
     job = make_job(params, CONTROL, model, corpus_dir, out_dir, reports_dir, vocab, languages,
                    max_steps=dcfg.max_steps, inputs=inputs, schedule_offset=offset, run_name=run_name)
-    job.meta = {"control": {"of": "student", "base": str(base_dir) if inputs else None,
+    job.meta = {"control": {"of": STUDENT, "base": str(base_dir) if inputs else None,
                             "student_init": dcfg.student_init, "lr_schedule": dcfg.lr_schedule,
                             "max_steps": dcfg.max_steps}, "schedule_offset": offset}
     log.info("training the control %s (from %s, lr schedule from step %d)", CONTROL,

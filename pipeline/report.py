@@ -37,7 +37,7 @@ from typing import Any, Optional
 
 from pipeline import plots
 from pipeline.compare import seed_differences
-from pipeline.distill import CONTROL
+from pipeline.distill import CONTROL, STUDENT
 from pipeline.errors import PipelineError
 from pipeline.evaluate import GROUPS
 from pipeline.io import atomic_dir, atomic_file, read_json
@@ -46,10 +46,10 @@ from pipeline.provenance import hardware, lock_hashes, read_lock
 
 log = logging.getLogger(__name__)
 
-TEACHER, SUB, STUDENT, BASELINE = "token_moe", "task_moe_sub", "student", "dense"
+TEACHER, SUB, BASELINE = "token_moe", "task_moe_sub", "dense"
 DESCRIPTIONS = {"dense": "dense baseline", "token_moe": "token-level MoE (the distillation teacher)",
                 "task_moe": "task-level MoE", "task_moe_sub": "task-MoE sub-networks (extracted)",
-                "student": "dense student distilled from the teacher",
+                STUDENT: "dense student distilled from the teacher",
                 CONTROL: "dense, the student's equal-steps control (no teacher)"}
 TRAIN_KEYS = ("params_total", "params_active_per_token", "steps", "tokens_per_second", "wall_seconds",
               "val_loss", "best_val_loss", "val_bleu", "device")

@@ -39,14 +39,13 @@ import time
 from pathlib import Path
 
 from pipeline.config import Params
-from pipeline.distill import CONTROL
+from pipeline.distill import CONTROL, STUDENT
 from pipeline.errors import PipelineError
 from pipeline.io import atomic_dir, read_json, write_json
 
 log = logging.getLogger(__name__)
 
 INDEX = "index.json"
-STUDENT = "student"
 DISTILLED = (STUDENT, CONTROL)  # trained from the seed's other models, so after them
 
 
