@@ -56,7 +56,8 @@ class ModelConfig:
     d_ff: int = 512
     encoder_layers: int = 4
     decoder_layers: int = 4
-    dropout: float = 0.1
+    dropout: float = 0.1  # on embeddings and every sublayer's output (Vaswani et al. 2017, 5.4)
+    attention_dropout: float = 0.1  # on the attention weights
     max_positions: int = 256
     moe_every: int = 2  # MoE replaces the FFN of every moe_every-th layer (layers 1, 3, ... for 2)
     num_experts: int = 8
@@ -318,6 +319,8 @@ def validate(p: Params, source: str = "params.yaml") -> None:
         need(getattr(m, key) > 0, f"model.{key}", f"must be > 0, got {getattr(m, key)}")
     need(m.d_model % max(m.num_heads, 1) == 0, "model.num_heads", "must divide model.d_model")
     need(0 <= m.dropout < 1, "model.dropout", f"must be in [0, 1), got {m.dropout}")
+    need(0 <= m.attention_dropout < 1, "model.attention_dropout",
+         f"must be in [0, 1), got {m.attention_dropout}")
     need(m.top_k <= m.num_experts, "model.top_k",
          f"must be <= model.num_experts ({m.num_experts}), got {m.top_k}")
     need(m.balance_loss_weight >= 0, "model.balance_loss_weight", "must be >= 0")

@@ -4,8 +4,10 @@ Dimension legend: B batch (sentences), K beam size, n live rows, S source length
 
 Both searches are batched and incremental: the encoder runs once, the decoder is fed one token per
 step with the `DecoderCache` (cross-attention K/V computed once per sentence, self-attention K/V
-appended). Sentences that are done leave the batch. `use_cache=False` recomputes the decoder over
-the whole prefix at every step (the reference the tests compare the cache against).
+appended). Sentences that are done leave the batch; only then is the per-sentence part of the cache
+(cross-attention K/V) gathered again, while a beam step moves only the self-attention K/V of the
+beams. `use_cache=False` recomputes the decoder over the whole prefix at every step (the reference
+the tests compare the cache against).
 
 Conventions: decoding starts from bos; pad and bos are never generated; a hypothesis ends at eos
 or after `max_len` generated tokens (counting the eos; capped by the model's max_positions);
@@ -66,8 +68,8 @@ class _CachedDecoder:
         logits, self.cache = self.model.decode_step(last, self.cache)
         return _never_generated(logits[:, -1], self.model.cfg)
 
-    def reorder(self, index: Tensor) -> None:
-        self.cache = self.cache.reorder(index)
+    def reorder(self, index: Tensor, memory: bool = True) -> None:
+        self.cache = self.cache.reorder(index, memory)
 
 
 class _UncachedDecoder:
@@ -83,7 +85,8 @@ class _UncachedDecoder:
         logits = self.model.decode(self.prefix, self.memory, self.src_lang, self.tgt_lang).logits
         return _never_generated(logits[:, -1], self.model.cfg)
 
-    def reorder(self, index: Tensor) -> None:
+    def reorder(self, index: Tensor, memory: bool = True) -> None:
+        # the reference moves every row whatever `memory` says: the tests hold the cache against it
         self.memory = self.memory._replace(states=self.memory.states.index_select(0, index),
                                            token_mask=self.memory.token_mask.index_select(0, index))
         self.src_lang = self.src_lang.index_select(0, index)
@@ -178,6 +181,10 @@ def beam_search(model, src: Tensor, src_lang: Tensor, tgt_lang: Tensor, beam_siz
                 keep.append(row)
             if not keep:
                 break
+            if len(keep) == n:  # every sentence goes on: only the beams' own state moves
+                decoder.reorder(rows, memory=False)
+                last = token.view(-1, 1)
+                continue
             keep_t = torch.tensor(keep, device=device)
             keep_rows = (keep_t[:, None] * K + torch.arange(K, device=device)).view(-1)
             decoder.reorder(rows.index_select(0, keep_rows))

@@ -35,6 +35,7 @@ class Seq2SeqConfig:
     encoder_layers: int
     decoder_layers: int
     dropout: float
+    attention_dropout: float
     max_positions: int
     moe_every: int
     num_experts: int
@@ -74,6 +75,9 @@ class Seq2SeqConfig:
         if not isinstance(data, dict):
             raise PipelineError(f"{source}: expected a JSON object")
         names = [f.name for f in dataclasses.fields(cls)]
+        if "attention_dropout" not in data and "dropout" in data:
+            # checkpoints written before attention_dropout existed used `dropout` for both
+            data = {**data, "attention_dropout": data["dropout"]}
         unknown = sorted(set(data) - set(names))
         missing = [n for n in names if n not in data]
         if unknown:
@@ -125,6 +129,7 @@ class Seq2SeqConfig:
         need(self.d_model % 2 == 0, "d_model", "must be even (sinusoidal positions)")
         need(self.top_k <= self.num_experts, "top_k", f"must be <= num_experts ({self.num_experts})")
         need(0 <= self.dropout < 1, "dropout", "must be in [0, 1)")
+        need(0 <= self.attention_dropout < 1, "attention_dropout", "must be in [0, 1)")
         need(self.second_expert_policy in ("all", "random"), "second_expert_policy",
              f"must be all or random, got {self.second_expert_policy!r}")
         need(self.capacity_factor >= 0, "capacity_factor", "must be >= 0")

@@ -69,8 +69,15 @@ class DecoderCache(NamedTuple):
     layers: tuple[Optional[LayerCache], ...]  # per decoder layer; None before the first step
     position: int  # target tokens consumed so far
 
-    def reorder(self, index: Tensor) -> "DecoderCache":
-        """Keep / repeat / permute batch rows (beam search, finished sentences)."""
+    def reorder(self, index: Tensor, memory: bool = True) -> "DecoderCache":
+        """Keep / repeat / permute batch rows (beam search, finished sentences).
+
+        `memory=False` leaves the per-sentence part (cross-attention K/V, mask, languages) as it is:
+        for a reorder that keeps the batch's rows of each sentence where they are (beam search picking
+        parents among the beams of one sentence), copying it would only copy the same values.
+        """
+        if not memory:
+            return self._replace(layers=_select(self.layers, index))
         return self._replace(memory_kv=_select(self.memory_kv, index),
                              memory_mask=self.memory_mask.index_select(0, index),
                              src_lang=self.src_lang.index_select(0, index),
@@ -126,7 +133,7 @@ class EncoderLayer(nn.Module):
     def __init__(self, cfg: Seq2SeqConfig, ffn: nn.Module):
         super().__init__()
         self.self_attn_norm = nn.LayerNorm(cfg.d_model)
-        self.self_attn = MultiHeadAttention(cfg.d_model, cfg.num_heads, cfg.dropout)
+        self.self_attn = MultiHeadAttention(cfg.d_model, cfg.num_heads, cfg.attention_dropout)
         self.ffn_norm = nn.LayerNorm(cfg.d_model)
         self.ffn = ffn
         self.dropout = nn.Dropout(cfg.dropout)
@@ -143,9 +150,9 @@ class DecoderLayer(nn.Module):
     def __init__(self, cfg: Seq2SeqConfig, ffn: nn.Module):
         super().__init__()
         self.self_attn_norm = nn.LayerNorm(cfg.d_model)
-        self.self_attn = MultiHeadAttention(cfg.d_model, cfg.num_heads, cfg.dropout)
+        self.self_attn = MultiHeadAttention(cfg.d_model, cfg.num_heads, cfg.attention_dropout)
         self.cross_attn_norm = nn.LayerNorm(cfg.d_model)
-        self.cross_attn = MultiHeadAttention(cfg.d_model, cfg.num_heads, cfg.dropout)
+        self.cross_attn = MultiHeadAttention(cfg.d_model, cfg.num_heads, cfg.attention_dropout)
         self.ffn_norm = nn.LayerNorm(cfg.d_model)
         self.ffn = ffn
         self.dropout = nn.Dropout(cfg.dropout)

@@ -41,6 +41,19 @@ def test_cached_decoding_equals_uncached(routing, seed):
     assert beam == beam_search(model, src, sl, tl, 3, 0.6, 10, use_cache=False)
 
 
+def test_beam_search_of_a_batch_equals_each_sentence_alone():
+    """Sentences leave the batch at different steps (per-sentence limits); the beams of the others
+    must keep their own cross-attention memory through every reorder."""
+    model = _model(("token", "target"), seed=2)
+    src, sl, tl = _sources(batch=5)
+    limits = [1, 3, 6, 10, 10]
+    batched = beam_search(model, src, sl, tl, 3, 0.6, limits)
+    alone = [beam_search(model, src[b:b + 1], sl[b:b + 1], tl[b:b + 1], 3, 0.6, limits[b])[0]
+             for b in range(src.shape[0])]
+    assert batched == alone
+    assert len({len(h) for h in batched}) > 2  # the sentences really did end at different steps
+
+
 def test_greedy_is_the_argmax_path_and_respects_per_sentence_limits():
     model = _model()
     src, sl, tl = _sources(batch=4)
