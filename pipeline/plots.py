@@ -78,6 +78,16 @@ def training_curves(curves: dict[str, list[dict]], path: Path) -> bool:
     return _save(fig, path)
 
 
+def _step_axes(axes, warm: Optional[int]) -> None:
+    """Panels against training step: the end of a shared warm start as a dotted line, grid, legend."""
+    for ax in axes:
+        if warm:
+            ax.axvline(warm, color="grey", linestyle=":", label="end of shared warm start")
+        ax.set_xlabel("training step")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+
+
 def learning_curves(study: Optional[dict], path: Path) -> bool:
     """BLEU of each model against step (left) and each model's gain over dense (right), with the
     bootstrap intervals as bands; the end of a shared warm start as a dotted line (curves.json)."""
@@ -102,17 +112,39 @@ def learning_curves(study: Optional[dict], path: Path) -> bool:
     axes[1].axhline(0, color="black", linewidth=0.8)
     setup = study.get("setup", {})
     warm = setup.get("warmstart_steps")
-    for ax in axes:
-        if warm:
-            ax.axvline(warm, color="grey", linestyle=":", label="end of shared warm start")
-        ax.set_xlabel("training step")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize="small")
+    _step_axes(axes, warm)
     n, conf = setup.get("sentences_per_direction", "?"), setup.get("confidence", 0.95)
     axes[0].set_ylabel("average greedy BLEU (validation)")
     axes[0].set_title(f"learning curves ({n} validation sentences per direction)")
     axes[1].set_ylabel("BLEU difference to dense")
     axes[1].set_title(f"gain over dense, {conf:.0%} paired bootstrap band")
+    return _save(fig, path)
+
+
+def loss_lead(study: Optional[dict], path: Path) -> bool:
+    """Validation loss of each model against step (left) and each MoE's lead over dense in nats
+    (right), with the bootstrap intervals as bands (curves.json, key "loss")."""
+    loss = (study or {}).get("loss")
+    if not loss or not loss.get("loss"):
+        return False
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    colours = {name: f"C{i}" for i, name in enumerate(loss["loss"])}
+    for ax, series, value in ((axes[0], loss["loss"], "loss"), (axes[1], loss["lead_vs_dense"], "diff")):
+        for name, points in series.items():
+            steps = [p["step"] for p in points]
+            label = name if value == "loss" else f"dense − {name}"
+            ax.plot(steps, [p[value] for p in points], marker=".", label=label, color=colours[name])
+            ax.fill_between(steps, [p["low"] for p in points], [p["high"] for p in points], alpha=0.2,
+                            color=colours[name])
+    axes[1].axhline(0, color="black", linewidth=0.8)
+    warm = (study.get("setup") or {}).get("warmstart_steps")
+    _step_axes(axes, warm)
+    conf = loss.get("setup", {}).get("confidence", 0.95)
+    axes[0].set_ylabel("validation loss (nats per target token)")
+    axes[0].set_title("validation loss, all validation sentences")
+    axes[1].set_ylabel("lead over dense (nats per token)")
+    axes[1].set_title(f"the MoEs' lead, {conf:.0%} paired bootstrap band")
     return _save(fig, path)
 
 

@@ -43,6 +43,7 @@ from pipeline.evaluate import GROUPS
 from pipeline.io import atomic_dir, atomic_file, read_json
 from pipeline.markdown import NA, count, json_tables, md_table, num, pct
 from pipeline.provenance import hardware, lock_hashes, read_lock
+from pipeline.report_loss import lead_words, loss_table
 
 log = logging.getLogger(__name__)
 
@@ -202,6 +203,10 @@ def headline(inputs: Inputs) -> str:
     curve = _curve_words(inputs, TEACHER)
     if curve:
         parts.append(f"Learning curves (validation): {curve}")
+    lead = lead_words(inputs.study, TEACHER, _seconds_per_step(inputs, TEACHER),
+                      teacher["diff"] if teacher else None)
+    if lead:
+        parts.append(lead)
     if teacher and not (teacher["significant"] and teacher["diff"] > 0):
         parts.append("So at this budget the comparison's premise, a teacher clearly better than dense, "
                      "does not hold, and every fraction against the teacher is undefined."
@@ -589,6 +594,14 @@ def curves_section(inputs: Inputs) -> str:
         words = _curve_words(inputs, m)
         if words:
             out.append(f"\n- {words}")
+    table = loss_table(study)
+    if table:
+        out.append("\n" + table)
+        for m in (study.get("loss") or {}).get("lead_vs_dense", {}):
+            test = _avg(inputs.compare.get("vs_baseline", {}), m)
+            words = lead_words(study, m, _seconds_per_step(inputs, m), test["diff"] if test else None)
+            if words:
+                out.append(f"\n- {words}")
     return "\n".join(out)
 
 
@@ -785,6 +798,8 @@ def make_plots(inputs: Inputs, plots_dir: Path) -> dict[str, Optional[str]]:
              lambda p: plots.quality_vs_cost(avg, inputs.benchmark, p)),
             ("Learning curves: BLEU and gain over dense by step", "learning_curves.png",
              lambda p: plots.learning_curves(inputs.study, p)),
+            ("Validation loss: the MoEs' lead over dense by step", "loss_lead.png",
+             lambda p: plots.loss_lead(inputs.study, p)),
             ("Training curves", "training_curves.png", lambda p: plots.training_curves(inputs.curves, p)),
             ("Throughput vs batch size", "throughput_vs_batch.png",
              lambda p: plots.throughput_vs_batch(inputs.benchmark, p))]

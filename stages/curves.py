@@ -31,6 +31,10 @@ def main(argv: list[str] | None = None) -> None:
         log.info("%s - dense at step %d: %+.2f BLEU [%+.2f, %+.2f]; first significant step: %s", model,
                  last["step"], last["diff"], last["low"], last["high"],
                  result["first_significant_step"][model])
+    for model, leads in ((result.get("loss") or {}).get("lead_vs_dense") or {}).items():
+        last = leads[-1]
+        log.info("%s: validation loss %+.4f nats/token better than dense at step %d [%+.4f, %+.4f]", model,
+                 last["diff"], last["step"], last["low"], last["high"])
 
 
 if __name__ == "__main__":

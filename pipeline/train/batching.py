@@ -59,9 +59,15 @@ def collate(examples: Sequence[Example], pad_id: int, bos_id: int) -> Batch:
     return Batch(src, tgt_in, tgt_out, langs[:, 0].contiguous(), langs[:, 1].contiguous())
 
 
+def length_order(examples: Sequence[Example]) -> list[int]:
+    """Indices of `examples` by (target length, source length), ties in input order: the order in which
+    `bucket` (and so `fixed_batches`) lays them out."""
+    return sorted(range(len(examples)), key=lambda i: (len(examples[i].target), len(examples[i].source)))
+
+
 def bucket(examples: Sequence[Example], batch_tokens: int, max_sentences: int) -> list[list[Example]]:
     """Cut length-sorted examples into batches whose padded size (B x max len) fits `batch_tokens`."""
-    ordered = sorted(examples, key=lambda e: (len(e.target), len(e.source)))
+    ordered = [examples[i] for i in length_order(examples)]
     batches: list[list[Example]] = []
     current: list[Example] = []
     longest = 0
@@ -121,5 +127,6 @@ class MixedBatchStream(torch.utils.data.IterableDataset):
 
 def fixed_batches(examples: Sequence[Example], batch_tokens: int, max_sentences: int, pad_id: int,
                   bos_id: int) -> list[Batch]:
-    """Deterministic batches over all of `examples` (validation)."""
+    """Deterministic batches over all of `examples` (validation); their rows, in order, are the
+    examples in `length_order`."""
     return [collate(b, pad_id, bos_id) for b in bucket(examples, batch_tokens, max_sentences)]

@@ -18,6 +18,17 @@ def token_cross_entropy(logits: torch.Tensor, target: torch.Tensor, pad_id: int,
     return loss, (target != pad_id).sum()
 
 
+def sentence_cross_entropy(logits: torch.Tensor, target: torch.Tensor,
+                           pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cross-entropy summed over each sentence's non-pad target tokens (B,), and their counts (B,).
+
+    What the learning curves bootstrap over: resampling sentences needs each sentence's own loss.
+    """
+    per_token = F.cross_entropy(logits.float().flatten(0, 1), target.flatten(), ignore_index=pad_id,
+                                reduction="none").view_as(target)  # (B, T), 0 at padding
+    return per_token.sum(1), (target != pad_id).sum(1)
+
+
 def word_kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, target: torch.Tensor,
                  pad_id: int, temperature: float = 1.0) -> torch.Tensor:
     """Word-level distillation (Kim & Rush 2016): mean over non-pad tokens of KL(teacher_T || student_T).

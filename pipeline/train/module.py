@@ -11,7 +11,9 @@ import torch
 from pipeline.config import TrainConfig, WordKDConfig
 from pipeline.model.moe import is_expert_parameter
 from pipeline.train.batching import Batch
-from pipeline.train.losses import inverse_sqrt_schedule, token_cross_entropy, word_kd_loss
+from pipeline.train.losses import (
+    inverse_sqrt_schedule, sentence_cross_entropy, token_cross_entropy, word_kd_loss,
+)
 
 
 class TranslationModule(L.LightningModule):
@@ -19,8 +21,9 @@ class TranslationModule(L.LightningModule):
 
     With a `teacher` and `kd.enabled`, the loss mixes in word-level distillation:
     (1 - w) * CE + w * KL(teacher || student) at temperature `kd.temperature`.
-    `bleu_fn(model, step) -> float` (greedy BLEU on a validation subset) runs after each validation;
-    `step` counts a warm start's steps.
+    `bleu_fn(model, step, losses) -> float` (greedy BLEU on a validation subset) runs after each
+    validation; `step` counts a warm start's steps, and `losses` is (nll, tokens): each validation
+    sentence's summed cross-entropy and target tokens, in the order of the validation batches' rows.
     """
 
     def __init__(self, model: torch.nn.Module, cfg: TrainConfig, pad_id: int,
@@ -40,6 +43,7 @@ class TranslationModule(L.LightningModule):
         self.bleu_fn = bleu_fn
         self.schedule_offset = schedule_offset
         self._val_sums = [0.0, 0]
+        self._val_rows: list[tuple[torch.Tensor, torch.Tensor]] = []  # per batch: (nll (B,), tokens (B,))
         self._tokens_seen = 0
         self._train_time = 0.0
         self._step_start: Optional[float] = None
@@ -47,13 +51,15 @@ class TranslationModule(L.LightningModule):
     # -- the shared step ---------------------------------------------------------------------------
     def _shared_step(self, batch: Batch, stage: str) -> torch.Tensor:
         out = self.model(batch.src, batch.tgt_in, batch.src_lang, batch.tgt_lang)
-        smoothing = self.cfg.label_smoothing if stage == "train" else 0.0
-        ce_sum, n_tokens = token_cross_entropy(out.logits, batch.tgt_out, self.pad_id, smoothing)
+        if stage != "train":  # no smoothing: the loss of each sentence, for the learning curves too
+            nll, tokens = sentence_cross_entropy(out.logits, batch.tgt_out, self.pad_id)
+            self._val_rows.append((nll.detach().cpu(), tokens.cpu()))
+            self._val_sums[0] += float(nll.double().sum())
+            self._val_sums[1] += int(tokens.sum())
+            return nll.sum() / tokens.sum().clamp_min(1)
+        ce_sum, n_tokens = token_cross_entropy(out.logits, batch.tgt_out, self.pad_id,
+                                               self.cfg.label_smoothing)
         ce = ce_sum / n_tokens.clamp_min(1)
-        if stage != "train":
-            self._val_sums[0] += float(ce_sum)
-            self._val_sums[1] += int(n_tokens)
-            return ce
         loss = ce
         if self.kd is not None:
             with torch.no_grad():
@@ -78,6 +84,7 @@ class TranslationModule(L.LightningModule):
 
     def on_validation_epoch_start(self) -> None:
         self._val_sums = [0.0, 0]
+        self._val_rows = []
 
     def on_validation_epoch_end(self) -> None:
         total, count = self._val_sums
@@ -85,7 +92,9 @@ class TranslationModule(L.LightningModule):
             self.log("val_loss", total / count, prog_bar=True, sync_dist=True)
         if self.bleu_fn is not None and not self.trainer.sanity_checking:
             step = self.schedule_offset + self.trainer.global_step
-            self.log("val_bleu", float(self.bleu_fn(self.model, step)), prog_bar=True)
+            losses = (torch.cat([r[0] for r in self._val_rows]).tolist(),
+                      torch.cat([r[1] for r in self._val_rows]).tolist()) if self._val_rows else None
+            self.log("val_bleu", float(self.bleu_fn(self.model, step, losses)), prog_bar=True)
 
     # -- throughput --------------------------------------------------------------------------------
     def on_train_batch_start(self, batch, batch_idx) -> None:

@@ -14,6 +14,7 @@ import logging
 import math
 import shutil
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -25,7 +26,7 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from pipeline.config import DecodeConfig, TrainConfig, WordKDConfig
 from pipeline.data.sampling import temperature_probs
 from pipeline.errors import PipelineError
-from pipeline.train.batching import Example, MixedBatchStream, fixed_batches
+from pipeline.train.batching import Example, MixedBatchStream, fixed_batches, length_order
 from pipeline.train.module import TranslationModule
 
 log = logging.getLogger(__name__)
@@ -106,15 +107,18 @@ def _write_curves(path: Path, rows: list[dict]) -> None:
 
 
 VAL_HYPS = "val_hyps"  # reports/train/<name>/val_hyps/<step>/<direction>.txt: the learning-curve data
+VAL_LOSSES = "losses.json"  # beside them: every validation sentence's loss at that step
 
 
 def quick_bleu_fn(vocab, valid_pairs: dict[str, list], sentences: int,
-                  hyps_dir: Optional[Path] = None):
+                  hyps_dir: Optional[Path] = None, loss_rows: Optional[list[tuple[str, int]]] = None):
     """Greedy BLEU averaged over directions on the first `sentences` validation pairs of each.
 
     With `hyps_dir`, `bleu(model, step)` also writes the hypotheses to `hyps_dir/<step>/<direction>.txt`
     (`step` counts a warm start's steps too), so the learning-curve stage can score every validation
-    with intervals.
+    with intervals. With `loss_rows` ((direction, index) of each validation row) and the `losses` of
+    that validation (see `TranslationModule`), it writes every validation sentence's cross-entropy
+    beside them (`VAL_LOSSES`), in corpus order.
     """
     import sacrebleu
 
@@ -122,7 +126,7 @@ def quick_bleu_fn(vocab, valid_pairs: dict[str, list], sentences: int,
 
     greedy = DecodeConfig(beam_size=1)
 
-    def bleu(model: torch.nn.Module, step: Optional[int] = None) -> float:
+    def bleu(model: torch.nn.Module, step: Optional[int] = None, losses=None) -> float:
         was_training = model.training
         model.eval()
         scores, outputs = [], {}
@@ -134,13 +138,33 @@ def quick_bleu_fn(vocab, valid_pairs: dict[str, list], sentences: int,
             scores.append(sacrebleu.corpus_bleu(hyps, [[p.target for p in chosen]]).score)
         model.train(was_training)
         if hyps_dir is not None and step is not None and _global_rank() == 0:
-            save_val_hyps(Path(hyps_dir), step, outputs)
+            by_sentence = sentence_losses(loss_rows, losses, valid_pairs) \
+                if loss_rows is not None and losses is not None else None
+            save_val_hyps(Path(hyps_dir), step, outputs, by_sentence)
         return sum(scores) / len(scores)
 
     return bleu
 
 
-def save_val_hyps(hyps_dir: Path, step: int, outputs: dict[str, list[str]]) -> None:
+def sentence_losses(rows: list[tuple[str, int]], losses: tuple[list[float], list[int]],
+                    valid_pairs: dict[str, list]) -> dict:
+    """{direction: {"nll": [...], "tokens": [...]}} in corpus order, from per-row values and the
+    (direction, index) of each row; every validation sentence must have exactly one row."""
+    nll, tokens = losses
+    if not len(rows) == len(nll) == len(tokens):
+        raise PipelineError(f"validation: {len(nll)} sentence losses for {len(rows)} sentences")
+    out = {d: {"nll": [None] * len(p), "tokens": [None] * len(p)} for d, p in valid_pairs.items()}
+    for (direction, index), value, count in zip(rows, nll, tokens):
+        out[direction]["nll"][index] = round(float(value), 4)
+        out[direction]["tokens"][index] = int(count)
+    missing = [d for d, v in out.items() if None in v["nll"]]
+    if missing:
+        raise PipelineError(f"validation: no loss for some sentences of {', '.join(sorted(missing))}")
+    return out
+
+
+def save_val_hyps(hyps_dir: Path, step: int, outputs: dict[str, list[str]],
+                  losses: Optional[dict] = None) -> None:
     """One folder per step, written whole (a folder that exists is complete)."""
     from pipeline.evaluate import write_lines
     from pipeline.io import atomic_dir
@@ -148,6 +172,10 @@ def save_val_hyps(hyps_dir: Path, step: int, outputs: dict[str, list[str]]) -> N
     with atomic_dir(hyps_dir / f"{step:07d}") as tmp:
         for direction, lines in outputs.items():
             write_lines(tmp / f"{direction}.txt", lines)
+        if losses is not None:
+            (tmp / VAL_LOSSES).write_text(json.dumps(
+                {"unit": "nats: cross-entropy summed over each sentence's target tokens (eos "
+                         "included), no label smoothing", "directions": losses}) + "\n")
 
 
 def _publish_val_hyps(src: Path, dest: Path, meta: dict) -> None:
@@ -209,7 +237,8 @@ def fit(job: TrainJob) -> dict:
                               seed=cfg.seed, start_batch=start_step)
     valid = [b for d in sorted(job.valid_examples)
              for b in fixed_batches(job.valid_examples[d], cfg.batch_tokens, cfg.max_sentences, pad, bos)]
-    bleu_fn = (quick_bleu_fn(job.vocab, job.valid_pairs, cfg.val_bleu_sentences, hyps_dir)
+    loss_rows = [(d, i) for d in sorted(job.valid_examples) for i in length_order(job.valid_examples[d])]
+    bleu_fn = (quick_bleu_fn(job.vocab, job.valid_pairs, cfg.val_bleu_sentences, hyps_dir, loss_rows)
                if cfg.val_bleu_sentences else None)
     module = _TransferBatch(job.model, cfg, pad, job.expert_lr_scale, job.teacher, job.kd, bleu_fn,
                             schedule_offset=job.schedule_offset)
@@ -224,6 +253,8 @@ def fit(job: TrainJob) -> dict:
                            save_on_train_epoch_end=False, enable_version_counter=False)
     curves = CurveWriter(job.resume_dir / "curves.csv", every=max(1, min(10, cfg.val_every)),
                          start_step=start_step)
+    # the resume folder holds the fingerprint (and the checkpoint to resume from) by design
+    warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
     trainer = _trainer(
         max_steps=max_steps, val_check_interval=min(cfg.val_every, max_steps),
         check_val_every_n_epoch=None, num_sanity_val_steps=0, gradient_clip_val=cfg.grad_clip or None,

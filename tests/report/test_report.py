@@ -455,3 +455,39 @@ def test_the_seed_plot_draws_every_difference_per_seed_and_their_mean(tmp_path, 
     points = [line for line in ax.get_lines() if line.get_marker() in ("o", "s")]  # not the caps
     assert len(points) == 4
     assert list(points[-1].get_ydata()) == pytest.approx([*control["per_seed"], control["mean"]])
+
+
+def test_validation_loss_lead_in_the_answer_the_curves_section_and_a_figure(tmp_path):
+    """curves.json with the loss study (pipeline.loss_curves on synthetic sentence losses): token_moe's
+    lead grows after the 500-step warm start; the report gives it in nats, in dense steps, the
+    extrapolated budget at dense's BLEU-per-nat, and the rate the test gain implies."""
+    from pipeline.loss_curves import loss_curves
+
+    root = write_inputs(tmp_path, SHARES)
+    study = json.loads((root / "reports" / "curves.json").read_text())
+    steps = study["setup"]["steps"]  # 250 ... 1500, warm start 500
+    rng = np.random.default_rng(0)
+    tokens = {d: rng.integers(5, 30, size=50).astype(float) for d in ("en-de", "de-en")}
+
+    def sentences(per_token):
+        return {d: (t * per_token, t) for d, t in tokens.items()}
+
+    dense = {s: 5.0 - s / 1000 for s in steps}  # falls 0.25 per 250 steps
+    lead = {s: max(0.0, (s - 500) / 10000) for s in steps}  # +0.1 per 1000 steps after the warm start
+    losses = {"dense": {s: sentences(dense[s]) for s in steps},
+              "token_moe": {s: sentences(dense[s] - lead[s]) for s in steps}}
+    study["loss"] = loss_curves(losses, steps, 500, CompareConfig(bootstrap_resamples=50), study["bleu"])
+    (root / "reports" / "curves.json").write_text(json.dumps(study))
+    text = render(root)
+    answer = text.split("## Answer")[1].split("##")[0]
+    assert ("On the validation loss (all 100 validation sentences; nats per target token), token_moe "
+            "leads dense by +0.100 at step 1,500 (95% CI [+0.100, +0.100]), significantly from step 750 "
+            "on: about 100 steps of dense's own training at its current rate, a 1.10x speed-up in "
+            "steps.") in answer
+    assert "The lead grows by +0.100 per 1000 steps." in answer
+    per_nat = study["loss"]["extrapolation"]["token_moe"]["bleu_per_nat"]  # from the fixture's BLEU
+    assert f"({per_nat:.1f} greedy validation BLEU per nat)" in answer
+    assert "an extrapolation, not a measurement" in answer
+    assert "### Validation loss: the lead in nats and in dense steps" in text
+    assert "| 1,500 | 3.500 | 3.400 | +0.100 [+0.100, +0.100] * | 100 |" in text
+    assert "loss_lead.png" in sorted(p.name for p in (root / "reports" / "plots").iterdir())

@@ -6,6 +6,7 @@ import json
 import pytest
 import torch
 
+from pipeline.data.corpus import load_split
 from pipeline.model.checkpoint import load_checkpoint
 from pipeline.train import api
 from pipeline.train.run import fit
@@ -15,6 +16,7 @@ from pipeline.train.run import fit
 def params(smoke_params):
     p = copy.deepcopy(smoke_params)
     p.model.dropout = 0.0  # the resumed and the uninterrupted run must see the same computation
+    p.model.attention_dropout = 0.0
     p.train.val_every = 10
     p.train.val_bleu_sentences = 0
     p.train.logger = "csv"
@@ -165,11 +167,29 @@ def test_validation_translations_feed_the_learning_curves(params, tiny_corpus, t
         for direction in directions:
             assert len((reports / "token_moe" / "val_hyps" / f"{step:07d}" / f"{direction}.txt")
                        .read_text(encoding="utf-8").splitlines()) == 4
+    # every validation sentence's loss beside them, in corpus order: the pooled mean is val_loss
+    valid = load_split(tiny_corpus, "valid")
+    curve = [line.split(",") for line in (reports / "token_moe" / "curves.csv").read_text().splitlines()[1:]]
+    val_loss = {int(row[0]): float(row[2]) for row in curve if row[2]}
+    vocab = api.load_vocab(tiny_corpus)
+    for step in index["steps"]:
+        losses = json.loads((reports / "token_moe" / "val_hyps" / f"{step:07d}" / "losses.json")
+                            .read_text())["directions"]
+        assert sorted(losses) == sorted(directions)
+        for direction, pairs in valid.items():
+            assert losses[direction]["tokens"] == [len(vocab.encode_target(p.target)) for p in pairs]
+        nll = sum(sum(v["nll"]) for v in losses.values())
+        tokens = sum(sum(v["tokens"]) for v in losses.values())
+        assert nll / tokens == pytest.approx(val_loss[step - 10], abs=1e-4)  # curves.csv: its own steps
     study = learning_curves(reports, tiny_corpus, ["dense", "token_moe"], params.compare)
     assert study["setup"]["steps"] == [10, 20, 30]
     # step 10 is the shared warm start: the same translations, no difference
     assert study["gain_vs_dense"]["token_moe"][0]["diff"] == 0
     assert [p["step"] for p in study["bleu"]["dense"]] == [10, 20, 30]
+    lead = study["loss"]["lead_vs_dense"]["token_moe"]
+    assert [g["step"] for g in lead] == [10, 20, 30] and lead[0]["diff"] == 0
+    dense_loss = {p["step"]: p["loss"] for p in study["loss"]["loss"]["dense"]}
+    assert dense_loss[30] < dense_loss[10]  # the loss falls as dense trains
 
 
 def test_resume_drops_validation_translations_past_the_checkpoint(params, tiny_corpus, tmp_path, monkeypatch):
@@ -191,7 +211,7 @@ def test_resume_drops_validation_translations_past_the_checkpoint(params, tiny_c
 def test_validation_does_not_change_the_training_trajectory(params, tiny_corpus, tmp_path):
     """Validating (loss and greedy translations) more or less often leaves the trained weights as they are,
     with dropout on: the learning curves observe training without perturbing it."""
-    params.model.dropout = 0.3
+    params.model.dropout = params.model.attention_dropout = 0.3
     params.train.max_steps = 12
     params.train.val_bleu_sentences = 2
     weights = {}
