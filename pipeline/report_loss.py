@@ -31,13 +31,18 @@ def lead_words(study: Optional[dict], name: str, seconds_per_step: Optional[floa
         return None
     sentences = sum((loss["setup"].get("sentences_per_direction") or {}).values())
     last, first = leads[-1], loss.get("first_significant_step", {}).get(name)
+    where = "leads dense by" if last["diff"] >= 0 else "is behind dense by"
     text = (f"On the validation loss (all {sentences:,} validation sentences; nats per target token), "
-            f"{name} leads dense by {last['diff']:+.3f} at step {last['step']:,} ({_conf(loss)} CI "
+            f"{name} {where} {abs(last['diff']):.3f} at step {last['step']:,} (lead {_conf(loss)} CI "
             f"[{last['low']:+.3f}, {last['high']:+.3f}]), ")
-    text += (f"significantly from step {first:,} on" if first is not None
-             else "significantly at no step after the warm start")
+    if first is not None:
+        text += f"a significant lead from step {first:,} on"
+    elif last["significant"] and last["diff"] < 0:
+        text += "significantly behind"
+    else:
+        text += "a significant lead at no step after the warm start"
     warm = (study.get("setup") or {}).get("warmstart_steps") or 0
-    if last.get("steps_ahead") is not None and last["step"] > warm:
+    if last.get("steps_ahead") is not None and last["step"] > warm and last["diff"] > 0:
         trained = last["step"] - warm
         text += (f": about {last['steps_ahead']:,.0f} steps of dense's own training at its current rate, "
                  f"a {(trained + last['steps_ahead']) / trained:.2f}x speed-up in steps")
@@ -86,7 +91,8 @@ def loss_table(study: Optional[dict]) -> Optional[str]:
         for m in leads:
             g = lead_by_step[m][step]
             row.append(f"{g['diff']:+.3f} [{g['low']:+.3f}, {g['high']:+.3f}]{' *' if g['significant'] else ''}")
-            row.append("" if g.get("steps_ahead") is None else f"{g['steps_ahead']:,.0f}")
+            ahead = g.get("steps_ahead")
+            row.append("" if ahead is None else f"{ahead:,.0f}" if g["diff"] > 0 else "behind")
         rows.append(row)
     sentences = sum((loss["setup"].get("sentences_per_direction") or {}).values())
     intro = (f"### Validation loss: the lead in nats and in dense steps\n\nCross-entropy per target token "

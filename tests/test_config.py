@@ -36,6 +36,7 @@ def test_smoke_profile_overrides_without_editing_params():
 @pytest.mark.parametrize("tree, key", [
     ({"train": {"max_steps": -5}}, "train.max_steps"),
     ({"model": {"top_k": 9, "num_experts": 8}}, "model.top_k"),
+    ({"model": {"attention_dropout": 1.0}}, "model.attention_dropout"),
     ({"data": {"languages": ["de", "xx"]}}, "data.languages"),
     ({"data": {"train_sizes": {"de": 0}}}, "data.train_sizes.de"),
     ({"models": {"m": {"encoder_routing": "tokn"}}}, "models.m.encoder_routing"),

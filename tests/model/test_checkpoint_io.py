@@ -76,3 +76,14 @@ def test_config_that_does_not_match_the_weights_is_rejected(tmp_path):
 
     (folder / "config.json").write_text("{not json")
     _one_line_error(folder, "config.json: not valid JSON")
+
+
+def test_checkpoint_from_before_attention_dropout_loads_with_dropout_for_both(tmp_path):
+    model = tiny_model("token", "target", dropout=0.2)
+    folder = save_checkpoint(model, tmp_path / "m")
+    config = json.loads((folder / "config.json").read_text())
+    del config["attention_dropout"]  # as older runs wrote it
+    (folder / "config.json").write_text(json.dumps(config))
+    loaded = load_checkpoint(folder)
+    assert loaded.cfg.attention_dropout == 0.2
+    assert loaded.encoder.layers[0].self_attn.dropout == 0.2

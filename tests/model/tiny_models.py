@@ -13,6 +13,7 @@ VOCAB, PAD, BOS, EOS = 24, 0, 2, 3
 
 def tiny_config(encoder_routing="token", decoder_routing="target", num_experts=4, **overrides):
     fields = dict(d_model=16, num_heads=2, d_ff=32, encoder_layers=2, decoder_layers=2, dropout=0.0,
+                  attention_dropout=0.0,
                   max_positions=64, num_experts=num_experts)
     fields.update(overrides)
     return Seq2SeqConfig.build(ModelConfig(**fields), ModelSpec(encoder_routing, decoder_routing),
