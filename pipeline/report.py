@@ -207,10 +207,17 @@ def headline(inputs: Inputs) -> str:
                       teacher["diff"] if teacher else None)
     if lead:
         parts.append(lead)
+    target = ((inputs.study or {}).get("setup") or {}).get("target_gain")
     if teacher and not (teacher["significant"] and teacher["diff"] > 0):
         parts.append("So at this budget the comparison's premise, a teacher clearly better than dense, "
                      "does not hold, and every fraction against the teacher is undefined."
                      + _test_budget_words(inputs, teacher))
+    elif teacher and target and teacher["diff"] < target:
+        parts.append(f"So at this budget the premise, a teacher clearly better than dense, holds only "
+                     f"weakly: the gain is significant, but {teacher['diff']:+.2f} BLEU is "
+                     f"{teacher['diff'] / target:.0%} of the {target:.1f} the comparison is sized for, so "
+                     "every fraction against the teacher divides by a small, uncertain gain and has a wide "
+                     "interval.")
     seeds = _seed_words(c.get("across_seeds"), "gains", TEACHER, "the teacher's gain over dense", conf)
     control = _seed_words(c.get("across_seeds"), "vs_control", STUDENT, f"the student against {CONTROL}", conf,
                           _control_verdicts(STUDENT, CONTROL))

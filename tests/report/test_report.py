@@ -491,3 +491,16 @@ def test_validation_loss_lead_in_the_answer_the_curves_section_and_a_figure(tmp_
     assert "### Validation loss: the lead in nats and in dense steps" in text
     assert "| 1,500 | 3.500 | 3.400 | +0.100 [+0.100, +0.100] * | 100 |" in text
     assert "loss_lead.png" in sorted(p.name for p in (root / "reports" / "plots").iterdir())
+
+
+def test_a_significant_but_small_teacher_gain_is_called_weak(tmp_path):
+    root = write_inputs(tmp_path, SHARES)
+    compare = json.loads((root / "reports" / "compare.json").read_text())
+    compare["vs_baseline"]["token_moe"]["groups"]["avg"].update(diff=0.15, low=0.04, high=0.25,
+                                                               significant=True)
+    (root / "reports" / "compare.json").write_text(json.dumps(compare))
+    answer = render(root).split("## Answer")[1].split("##")[0]
+    assert "+0.15 BLEU (95% CI [+0.04, +0.25]" in answer and "a significant gain" in answer
+    assert ("holds only weakly: the gain is significant, but +0.15 BLEU is 10% of the 1.5 the comparison "
+            "is sized for") in answer  # 1.5: curves.json's target_gain
+    assert "does not hold" not in answer
