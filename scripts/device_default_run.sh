@@ -2,6 +2,8 @@
 # The default pipeline on one GPU machine without DVC (no dvc or omegaconf there): the stage scripts in
 # dvc.yaml's order, independent stages in parallel, on a carried prepared corpus (data/corpus).
 # Usage there: OUT=<folder> bash scripts/device_default_run.sh   (PYTHONPATH must reach omegaconf)
+# PROFILE=gpu runs profiles/gpu.yaml instead; carry a data/corpus prepared under it
+# (`python -m stages.prepare ...` here with `profile: gpu` in params.yaml: 9 languages, about 46 s on 2 cores).
 # Only the decoding batch budget differs from params.yaml (a speed knob: greedy/beam results are the same).
 # Don't pipe this script's output through grep/tail on the device: a killed pipeline returns nothing.
 # Logs and reports are packed into $OUT every minute, so a run cut off by its time limit still returns
@@ -14,6 +16,9 @@ t() { echo "[$(( $(date +%s) - start ))s] $*"; }
 snap() { tar czf "$OUT/reports.tgz" reports logs 2>/dev/null; }  # after each phase: a cut-off run returns what it has
 run() { local name=$1; shift; python3 -m "$@" > "logs/$name.log" 2>&1; local rc=$?; t "$name rc=$rc"; tail -2 "logs/$name.log"; }
 sed -i 's/batch_tokens: 6000/batch_tokens: 40000/g' params.yaml
+if [ -n "${PROFILE:-}" ]; then sed -i "s/^profile: default/profile: $PROFILE/" params.yaml; fi
+grep '^profile:' params.yaml
+python3 -c "import json; m=json.load(open('data/corpus/meta.json')); print('corpus languages', m.get('languages'))"
 ( while sleep 60; do snap; done ) & SNAPPER=$!; disown $SNAPPER  # every minute; `wait` skips it
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 python3 -c "import torch, lightning; print('torch', torch.__version__, 'lightning', lightning.__version__)"

@@ -33,6 +33,18 @@ def test_smoke_profile_overrides_without_editing_params():
     assert set(p.data.train_sizes) <= set(p.data.languages)
 
 
+def test_gpu_profile_is_larger_on_every_axis_and_uses_public_domain_editions_only():
+    from pipeline.data.bible import resolve_editions
+
+    default, gpu = load_params(ROOT / "params.yaml"), load_params(ROOT / "params.yaml", profile="gpu")
+    assert set(gpu.data.languages) > set(default.data.languages)  # more languages, the default's kept
+    assert gpu.model.d_model > default.model.d_model and gpu.model.num_experts > default.model.num_experts
+    assert gpu.train.batch_tokens > default.train.batch_tokens and gpu.train.accelerator == "gpu"
+    assert set(gpu.data.train_sizes) == set(gpu.data.languages)  # no language falls back to the default size
+    editions = resolve_editions(gpu.data.languages + [gpu.data.pivot], gpu.data.editions)
+    assert [lang for lang, e in editions.items() if not e.public_domain] == []
+
+
 @pytest.mark.parametrize("tree, key", [
     ({"train": {"max_steps": -5}}, "train.max_steps"),
     ({"model": {"top_k": 9, "num_experts": 8}}, "model.top_k"),
