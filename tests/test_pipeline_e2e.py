@@ -100,3 +100,18 @@ def test_push_then_pull_restores_everything_and_repro_is_a_no_op(pipeline_run):
     assert digests(repo) == before
     status = dvc("status", cwd=repo)
     assert "changed" not in status and "modified" not in status, status
+
+
+def test_editing_an_inactive_profile_leaves_the_run_up_to_date_and_the_active_one_does_not(pipeline_run):
+    repo = pipeline_run
+    gpu, smoke = repo / "profiles" / "gpu.yaml", repo / "profiles" / "smoke.yaml"
+    before_gpu, before_smoke = gpu.read_text(), smoke.read_text()
+    try:
+        gpu.write_text(before_gpu + "\n# an edit to a profile this run does not use\n")
+        status = dvc("status", cwd=repo)
+        assert "changed" not in status and "modified" not in status, status
+        smoke.write_text(before_smoke + "\n# an edit to the active profile\n")
+        assert "profiles/smoke.yaml" in dvc("status", "prepare", cwd=repo)
+    finally:
+        gpu.write_text(before_gpu)
+        smoke.write_text(before_smoke)
