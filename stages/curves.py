@@ -33,8 +33,8 @@ def main(argv: list[str] | None = None) -> None:
                  result["first_significant_step"][model])
     for model, leads in ((result.get("loss") or {}).get("lead_vs_dense") or {}).items():
         last = leads[-1]
-        log.info("%s: validation loss %+.4f nats/token better than dense at step %d [%+.4f, %+.4f]", model,
-                 last["diff"], last["step"], last["low"], last["high"])
+        log.info("%s: validation-loss lead over dense (dense - model) %+.4f nats/token at step %d "
+                 "[%+.4f, %+.4f]", model, last["diff"], last["step"], last["low"], last["high"])
 
 
 if __name__ == "__main__":

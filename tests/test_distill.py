@@ -114,6 +114,35 @@ def test_student_starts_from_the_teacher_and_trains(params, teacher_dir, tiny_co
     assert (tmp_path / "r" / "metrics.json").exists()
 
 
+def test_the_teacher_gives_its_targets_in_eval_mode_through_training_and_validation(
+        params, tiny_corpus, tmp_path, monkeypatch):
+    """With dropout in the teacher, a teacher left in train mode would give word-level KD noisy targets;
+    Lightning puts modules back in train mode after each validation, so check every step."""
+    from pipeline.train.module import TranslationModule
+
+    params.model.dropout = params.model.attention_dropout = 0.3
+    params.distill.max_steps, params.train.val_every = 6, 2  # validations between training steps
+    assert params.distill.word_level.enabled and not params.distill.sequence_level
+    vocab, languages = api.load_vocab(tiny_corpus), api.corpus_languages(tiny_corpus)
+    meta = {"name": "token_moe", "train": {"steps": TEACHER_STEPS}, "warmstart_steps": TEACHER_WARMSTART}
+    teacher_dir = save_checkpoint(api.build_model(params, "token_moe", vocab, languages),
+                                  tmp_path / "teacher", meta=meta)
+    translate_training_sources(teacher_dir, tiny_corpus, tmp_path / "d", DecodeConfig(beam_size=1),
+                               sequence_level=False)
+    seen = []
+    original = TranslationModule.training_step
+
+    def recording_step(self, batch, batch_idx):
+        seen.append((self.model.training, [m.training for m in self.teacher.modules()]))
+        return original(self, batch, batch_idx)
+
+    monkeypatch.setattr(TranslationModule, "training_step", recording_step)
+    train_student(params, teacher_dir, tiny_corpus, tmp_path / "d", tmp_path / "s", tmp_path / "r")
+    assert len(seen) == 6
+    assert all(student for student, _ in seen)  # the student itself trains with its dropout
+    assert not any(any(modes) for _, modes in seen)
+
+
 @pytest.mark.parametrize("schedule, offset", [("continue", TEACHER_WARMSTART + TEACHER_STEPS),
                                               ("restart", 0)])
 def test_student_takes_up_the_teachers_lr_schedule(params, teacher_dir, tiny_corpus, tmp_path,

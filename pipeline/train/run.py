@@ -30,6 +30,16 @@ from pipeline.train.batching import Example, MixedBatchStream, fixed_batches, le
 from pipeline.train.module import TranslationModule
 
 log = logging.getLogger(__name__)
+
+
+class _NoTips(logging.Filter):
+    """Drops Lightning's advertising tips (one per Trainer); its real messages pass."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("\N{ELECTRIC LIGHT BULB} Tip")
+
+
+logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_NoTips())
 CURVE_FIELDS = ["step", "train_loss", "val_loss", "val_bleu", "lr"]
 
 
@@ -255,6 +265,8 @@ def fit(job: TrainJob) -> dict:
                          start_step=start_step)
     # the resume folder holds the fingerprint (and the checkpoint to resume from) by design
     warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+    if job.teacher is not None:  # the frozen teacher stays in eval mode on purpose (tests/test_distill.py)
+        warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode at the start")
     trainer = _trainer(
         max_steps=max_steps, val_check_interval=min(cfg.val_every, max_steps),
         check_val_every_n_epoch=None, num_sanity_val_steps=0, gradient_clip_val=cfg.grad_clip or None,
