@@ -35,10 +35,16 @@ def lead_words(study: Optional[dict], name: str, seconds_per_step: Optional[floa
     text = (f"On the validation loss (all {sentences:,} validation sentences; nats per target token), "
             f"{name} {where} {abs(last['diff']):.3f} at step {last['step']:,} (lead {_conf(loss)} CI "
             f"[{last['low']:+.3f}, {last['high']:+.3f}]), ")
-    if first is not None:
-        text += f"a significant lead from step {first:,} on"
+    ahead = [g["significant"] and g["diff"] > 0 for g in leads]
+    if ahead[-1]:  # where the unbroken run of significant leads up to the last step began
+        start = len(leads) - 1
+        while start > 0 and ahead[start - 1]:
+            start -= 1
+        text += f"a significant lead at every validation step from {leads[start]['step']:,} on"
     elif last["significant"] and last["diff"] < 0:
         text += "significantly behind"
+    elif first is not None:
+        text += f"not a significant lead at this step (one first at step {first:,})"
     else:
         text += "a significant lead at no step after the warm start"
     warm = (study.get("setup") or {}).get("warmstart_steps") or 0

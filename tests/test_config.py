@@ -33,6 +33,12 @@ def test_smoke_profile_overrides_without_editing_params():
     assert set(p.data.train_sizes) <= set(p.data.languages)
 
 
+def test_the_default_profile_file_is_empty():
+    """Stages depend on profiles/<profile>.yaml; the config reads no file for `default`, so a key there
+    would rerun every stage and change nothing."""
+    assert yaml.safe_load((ROOT / "profiles" / "default.yaml").read_text()) is None
+
+
 def test_gpu_profile_is_larger_on_every_axis_and_uses_public_domain_editions_only():
     from pipeline.data.bible import resolve_editions
 
