@@ -482,8 +482,8 @@ def test_validation_loss_lead_in_the_answer_the_curves_section_and_a_figure(tmp_
     answer = text.split("## Answer")[1].split("##")[0]
     assert ("On the validation loss (all 100 validation sentences; nats per target token), token_moe "
             "leads dense by 0.100 at step 1,500 (lead 95% CI [+0.100, +0.100]), a significant lead at every "
-            "validation step from 750 on: about 100 steps of dense's own training at its current rate, a 1.10x speed-up in "
-            "steps.") in answer
+            "validation step from 750 on: about 100 steps of dense's own training at its current rate, a "
+            "1.10x speed-up in steps.") in answer
     assert "The lead grows by +0.100 per 1000 steps." in answer
     per_nat = study["loss"]["extrapolation"]["token_moe"]["bleu_per_nat"]  # from the fixture's BLEU
     assert f"({per_nat:.1f} greedy validation BLEU per nat)" in answer

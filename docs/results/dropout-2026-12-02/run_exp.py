@@ -1,14 +1,18 @@
-"""Lever experiment: warm start + dense + token_moe under model overrides; prints val loss/BLEU and time."""
+"""Lever experiment: warm start + dense + token_moe under model overrides; prints val loss/BLEU and time.
+
+Run from anywhere: it uses the repository this file sits in (its params.yaml and data/corpus) and writes
+under $EXP_DIR (default: ../exp beside the repository)."""
 import dataclasses, json, os, sys, time
 from pathlib import Path
-sys.path.insert(0, "/work/main")
+ROOT = Path(__file__).resolve().parents[3]
+sys.path.insert(0, str(ROOT))
 from pipeline.config import load_params
 from pipeline.train.api import train_warmstart, train_model
 name = sys.argv[1]; overrides = json.loads(sys.argv[2]); models = sys.argv[3].split(",")
-d = Path("/work/exp") / name; d.mkdir(parents=True, exist_ok=True); os.chdir(d)
-params = load_params(Path("/work/main/params.yaml"))
+d = Path(os.environ.get("EXP_DIR", ROOT.parent / "exp")) / name; d.mkdir(parents=True, exist_ok=True); os.chdir(d)
+params = load_params(ROOT / "params.yaml")
 params = dataclasses.replace(params, model=dataclasses.replace(params.model, **overrides))
-corpus = Path("/work/main/data/corpus")
+corpus = ROOT / "data" / "corpus"
 out = {}
 t = time.perf_counter()
 if not (d / "models/warmstart/warmstart.json").exists():
