@@ -105,6 +105,11 @@ class TranslationModule(L.LightningModule):
             self._train_time += time.perf_counter() - self._step_start
 
     @property
+    def train_seconds(self) -> float:
+        """Seconds spent in training steps (forward, backward, optimizer), validation excluded."""
+        return self._train_time
+
+    @property
     def tokens_per_second(self) -> float:
         return self._tokens_seen / self._train_time if self._train_time else 0.0
 

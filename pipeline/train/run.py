@@ -301,6 +301,7 @@ def fit(job: TrainJob) -> dict:
     final["kept_checkpoint"] = cfg.keep_checkpoint
     final.update(steps=trainer.global_step, resumed_from_step=start_step,
                  tokens_per_second=module.tokens_per_second, wall_seconds=wall,
+                 train_seconds=module.train_seconds,
                  device=str(trainer.strategy.root_device), precision=cfg.precision)
     if bleu_fn is not None:  # the last validation already scored the last step's weights
         final["val_bleu_kept_checkpoint"] = (final["val_bleu"] if cfg.keep_checkpoint == "last"
