@@ -18,6 +18,8 @@ def stage_main(func: Callable[[argparse.Namespace], None]) -> Callable[[list[str
     @functools.wraps(func)
     def wrapper(argv: list[str] | None = None) -> int:
         logging.basicConfig(level=logging.INFO, format="%(message)s")
+        # Lightning's package logger prints through a handler of its own: not through ours as well
+        logging.getLogger("lightning").propagate = False
         os.environ.setdefault("DVC_NO_ANALYTICS", "1")
         try:
             func(argv)

@@ -163,6 +163,10 @@ class CompareConfig:
     bootstrap_resamples: int = 1000
     confidence: float = 0.95
     seed: int = 12345
+    # A fraction of gains is "not informative" below this reference gain (BLEU) or above this interval
+    # width (percentage points); docs/design.md §3 gives the reasons for the defaults.
+    min_reference_gain: float = 0.5
+    max_fraction_ci_points: float = 100.0
 
 
 @dataclass
@@ -209,22 +213,49 @@ class Params:
 
 # Mappings keyed by language: a profile with other languages replaces them whole.
 _REPLACED_BY_PROFILE = ("data.train_sizes", "data.editions")
+# dvc.yaml builds its stage list from these keys of params.yaml itself (its `${...}` templating), before
+# any stage runs: a profile that set them would run stages other than the ones it configures.
+TEMPLATED_KEYS = ("profile", "models", "evaluate.models", "distill.teacher", "extract.source")
 
 
 def load_params(path: str | Path = "params.yaml", profile: Optional[str] = None) -> Params:
-    """Read params.yaml, merge its profile's overrides, validate, return typed `Params`."""
-    path = Path(path)
+    """Read params.yaml, merge its profile's overrides, validate, return typed `Params`.
+
+    params.yaml is validated on its own first, so a bad value there is reported even where the profile
+    overrides it; an error in the merged settings names the file that set the key."""
+    return _load(Path(path), profile)[0]
+
+
+def _load(path: Path, profile: Optional[str] = None) -> tuple[Params, DictConfig, Optional[DictConfig],
+                                                              Optional[Path]]:
     raw = _read_yaml(path)
     name = profile or raw.get("profile", "default")
-    layers = [raw]
-    if name != "default":
-        profile_path = path.parent / "profiles" / f"{name}.yaml"
-        if not profile_path.exists():
-            raise ConfigError(f"{path}: profile: no such profile {name!r} (expected {profile_path})")
-        layers.append(_read_yaml(profile_path))
+    own = _merge(path, [raw], source=str(path))  # params.yaml alone: its own values are checked too
+    if name == "default":
+        return own, raw, None, None
+    profile_path = path.parent / "profiles" / f"{name}.yaml"
+    if not profile_path.exists():
+        raise ConfigError(f"{path}: profile: no such profile {name!r} (expected {profile_path})")
+    layer = _read_yaml(profile_path)
+    for key in TEMPLATED_KEYS:
+        if OmegaConf.select(layer, key, default=None) is not None:
+            raise ConfigError(f"{profile_path}: {key}: a profile may not set it (dvc.yaml builds its stages "
+                              f"from params.yaml's {key}); set it in {path.name}")
+    base = raw.copy()
     for key in _REPLACED_BY_PROFILE:  # a profile's mapping replaces these, it does not extend them
-        if len(layers) > 1 and OmegaConf.select(layers[1], key) is not None:
-            OmegaConf.update(layers[0], key, OmegaConf.select(layers[1], key), merge=False)
+        if OmegaConf.select(layer, key) is not None:
+            OmegaConf.update(base, key, OmegaConf.select(layer, key), merge=False)
+    keys = set(leaf_keys(OmegaConf.to_container(layer)))
+
+    def source(key: str) -> str:
+        hit = any(key == k or key.startswith(k + ".") or k.startswith(key + ".") for k in keys)
+        return str(profile_path) if hit else f"{path} + {profile_path.name}"
+
+    merged = _merge(path, [base, layer], source=source, profile=name)
+    return merged, raw, layer, profile_path
+
+
+def _merge(path: Path, layers: list, source, profile: Optional[str] = None) -> Params:
     schema = OmegaConf.structured(Params)
     try:
         merged = OmegaConf.merge(schema, *layers)
@@ -232,9 +263,70 @@ def load_params(path: str | Path = "params.yaml", profile: Optional[str] = None)
             merged.profile = profile
         params = OmegaConf.to_object(merged)
     except OmegaConfBaseException as exc:
-        raise ConfigError(f"{path}: {_describe(exc)}") from None
-    validate(params, source=str(path))
+        key = getattr(exc, "full_key", None) or ""
+        where = source(key) if callable(source) else source
+        raise ConfigError(f"{where}: {_describe(exc)}") from None
+    validate(params, source=source)
     return params
+
+
+def leaf_keys(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """{dotted key: value} of a plain tree's leaves; lists and language-keyed mappings are leaves."""
+    out: dict[str, Any] = {}
+    if isinstance(tree, dict) and prefix not in _REPLACED_BY_PROFILE:
+        for k, v in tree.items():
+            out.update(leaf_keys(v, f"{prefix}.{k}" if prefix else str(k)))
+    elif prefix:
+        out[prefix] = tree
+    return out
+
+
+def shadowed(path: str | Path = "params.yaml", profile: Optional[str] = None) -> dict[str, dict]:
+    """Keys set both in params.yaml and in the active profile: {key: {"params": v, "profile": v}}. The
+    profile's value is the one that runs; an edit of params.yaml's value changes nothing."""
+    _, raw, layer, _ = _load(Path(path), profile)
+    if layer is None:
+        return {}
+    mine = leaf_keys(OmegaConf.to_container(raw))
+    theirs = leaf_keys(OmegaConf.to_container(layer))
+    return {k: {"params": mine[k], "profile": theirs[k]} for k in sorted(mine.keys() & theirs.keys())}
+
+
+RESOLVED_NOTE = ("written by the config stage: the settings every stage runs with (params.yaml with its "
+                 "profile merged on top and every default filled in). Stages depend on its sections, so a "
+                 "stage reruns only when its own settings change. Do not edit: edit params.yaml or the "
+                 "profile.")
+
+
+def resolve(path: str | Path = "params.yaml", previous: Optional[dict] = None) -> tuple[dict, list[str]]:
+    """The config stage's record (see `RESOLVED_NOTE`) and its warnings.
+
+    `previous` is the record the last run wrote: a key the profile shadows whose params.yaml value
+    changed since then under the same profile is an edit that changes nothing (`dvc exp run -S` of a
+    shadowed key), and raises `ConfigError`."""
+    path = Path(path)
+    params, raw, layer, profile_path = _load(path)
+    shadow = shadowed(path) if layer is not None else {}
+    before = (previous or {}).get("_resolved", {})
+    if before.get("profile") == params.profile:
+        for key, values in shadow.items():
+            old = (before.get("shadowed") or {}).get(key)
+            if old is not None and old.get("params") != values["params"]:
+                raise ConfigError(
+                    f"{path}: {key}: changed to {values['params']!r}, but profile {params.profile} sets "
+                    f"{values['profile']!r} ({profile_path}), so the change has no effect; set it there")
+    warnings = []
+    differ = {k: v for k, v in shadow.items() if v["params"] != v["profile"]}
+    if differ:
+        listed = ", ".join(f"{k}={v['profile']!r} (params.yaml: {v['params']!r})" for k, v in list(differ.items())[:6])
+        more = f" and {len(differ) - 6} more" if len(differ) > 6 else ""
+        warnings.append(f"profile {params.profile} overrides {len(differ)} keys of params.yaml: {listed}{more} "
+                        f"(all listed in _resolved.shadowed)")
+    record = to_dict(params)
+    record["_resolved"] = {"note": RESOLVED_NOTE, "profile": params.profile,
+                           "files": [str(path.name)] + ([f"profiles/{profile_path.name}"] if profile_path else []),
+                           "shadowed": shadow}
+    return record, warnings
 
 
 def params_from_dict(tree: dict, source: str = "<dict>") -> Params:
@@ -284,7 +376,9 @@ def model_spec(params: Params, name: str) -> ModelSpec:
 # validation of values the types alone do not catch
 
 
-def validate(p: Params, source: str = "params.yaml") -> None:
+def validate(p: Params, source="params.yaml") -> None:
+    """Check values the types alone do not catch. `source` names the file of an error: a string, or a
+    function of the failing key (a key the profile set is the profile's)."""
     checks: list[tuple[bool, str, str]] = []
 
     def need(ok: bool, key: str, why: str) -> None:
@@ -388,6 +482,8 @@ def validate(p: Params, source: str = "params.yaml") -> None:
     c = p.compare
     need(c.bootstrap_resamples >= 100, "compare.bootstrap_resamples", "must be >= 100")
     need(0.5 < c.confidence < 1, "compare.confidence", "must be in (0.5, 1)")
+    need(c.min_reference_gain >= 0, "compare.min_reference_gain", "must be >= 0 (BLEU)")
+    need(c.max_fraction_ci_points > 0, "compare.max_fraction_ci_points", "must be > 0 (percentage points)")
 
     b = p.benchmark
     src, _, tgt = b.direction.partition("-")
@@ -417,7 +513,7 @@ def validate(p: Params, source: str = "params.yaml") -> None:
 
     for ok, key, why in checks:
         if not ok:
-            raise ConfigError(f"{source}: {key}: {why}")
+            raise ConfigError(f"{source(key) if callable(source) else source}: {key}: {why}")
 
 
 def directions(data: DataConfig) -> list[str]:

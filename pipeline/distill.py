@@ -27,11 +27,9 @@ from tqdm import tqdm
 from pipeline.config import DecodeConfig, Params, to_dict
 from pipeline.errors import PipelineError
 from pipeline.io import atomic_dir, read_json, write_json
+from pipeline.roles import CONTROL, STUDENT  # the output names of train_student / train_control
 
 log = logging.getLogger(__name__)
-
-STUDENT = "student"  # the distilled dense model (train_student); seeds, compare and report name it so
-CONTROL = "dense_long"  # the student's equal-steps control (train_control); compare and report use it
 
 
 def _clean(text: str) -> str:

@@ -2,7 +2,7 @@
 
 The paper (Kudugunta et al. 2021, Table 1) reports SacreBLEU corpus BLEU per direction and its averages
 over all directions, xx→en, en→xx, high- and low-resource directions. `evaluate_model` produces those
-numbers for one model, plus chrF, and saves the hypotheses so `pipeline.compare` can bootstrap them.
+numbers for one model, plus chrF, and saves the hypotheses so `pipeline.stats.compare` can bootstrap them.
 
 Scoring choices (all visible in the signatures written next to the scores):
 - BLEU: sacrebleu defaults (mixed case, exp smoothing, 4-grams) with tokenizer `13a`, except for a
@@ -21,7 +21,13 @@ Outputs in `out_dir`: `hyps/<src>-<tgt>.txt` (one hypothesis per line, line i = 
                               "chrf_signature", "bleu_detail": {"precisions", "bp", "sys_len",
                               "ref_len"}, "seconds"}},
      "pivot", "high_resource", "decode": {...}, "max_sentences", "device",
-     "wall_seconds", "sentences", "sentences_per_second"}
+     "wall_seconds", "sentences", "sentences_per_second",
+     "hypotheses": {"total", "empty", "most_repeated_line", "most_repeated_count",
+                    "degenerate": why these translations are no result, or null}}
+
+Degenerate translations (more than half of them empty, or one line making up more than half of them)
+are recorded and warned about, not hidden: an untrained or broken model scores BLEU 0 or near it, and
+a comparison against it would look like a result. The report says "no result" for such a model.
 """
 
 from __future__ import annotations
@@ -125,6 +131,25 @@ def aggregate(per_direction: dict[str, dict], groups: dict[str, list[str]]) -> d
 # hypothesis files
 
 
+DEGENERATE_SHARE = 0.5  # more than this share of empty translations, or of one repeated line
+
+
+def hypotheses_health(hyps: Sequence[str]) -> dict:
+    """How many translations are empty, the most repeated one, and why they are degenerate (or None)."""
+    from collections import Counter
+
+    total = len(hyps)
+    empty = sum(1 for h in hyps if not h.strip())
+    line, repeated = (Counter(h for h in hyps if h.strip()).most_common(1) or [("", 0)])[0]
+    why = None
+    if total and empty / total > DEGENERATE_SHARE:
+        why = f"{empty:,} of {total:,} test translations are empty"
+    elif total and repeated / total > DEGENERATE_SHARE:
+        why = f"{repeated:,} of {total:,} test translations are the same line ({line[:40]!r})"
+    return {"total": total, "empty": empty, "most_repeated_line": line, "most_repeated_count": repeated,
+            "degenerate": why}
+
+
 def write_lines(path: Path, lines: Sequence[str]) -> None:
     # A newline inside a hypothesis would shift every later line against the references.
     clean = [line.replace("\r", " ").replace("\n", " ") for line in lines]
@@ -197,7 +222,7 @@ def evaluate_model(name: str, model_dir: str | Path, corpus_dir: str | Path, out
     deployable = load_deployable(model_dir, device=device)
 
     start = time.perf_counter()
-    per_direction, total = {}, 0
+    per_direction, total, everything = {}, 0, []
     with atomic_dir(out_dir) as tmp:
         (tmp / "hyps").mkdir()
         for direction in tqdm(directions, desc=f"evaluate {name}", unit="direction"):
@@ -213,6 +238,7 @@ def evaluate_model(name: str, model_dir: str | Path, corpus_dir: str | Path, out
                 hyps = translate(model, vocab, [p.source for p in pairs], src, tgt, cfg.decode,
                                  device=device)
             write_lines(tmp / "hyps" / f"{direction}.txt", hyps)
+            everything += hyps
             per_direction[direction] = score_direction(hyps, [p.target for p in pairs], tgt)
             per_direction[direction]["seconds"] = time.perf_counter() - t0
             total += len(pairs)
@@ -232,8 +258,11 @@ def evaluate_model(name: str, model_dir: str | Path, corpus_dir: str | Path, out
             "wall_seconds": wall,
             "sentences": total,
             "sentences_per_second": total / wall if wall > 0 else None,
+            "hypotheses": hypotheses_health(everything),
         }
         write_json(tmp / "metrics.json", metrics)
     log.info("%s: average BLEU %.2f over %d directions (%.0f s)", name, metrics["bleu"],
              len(directions), wall)
+    if metrics["hypotheses"]["degenerate"]:
+        log.warning("warning: %s: %s: no result (the report says so)", name, metrics["hypotheses"]["degenerate"])
     return metrics

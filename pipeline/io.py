@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 
-def _umask() -> int:
+def umask_bits() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
@@ -23,7 +23,7 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
-    tmp.chmod(0o777 & ~_umask())  # mkdtemp makes 0700; outputs get the usual permissions
+    tmp.chmod(0o777 & ~umask_bits())  # mkdtemp makes 0700; outputs get the usual permissions
     try:
         yield tmp
     except BaseException:
@@ -41,7 +41,7 @@ def atomic_file(path: str | Path, mode: str = "w", encoding: str | None = "utf-8
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
     os.close(fd)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600
+    os.chmod(tmp, 0o666 & ~umask_bits())  # mkstemp makes 0600
     try:
         with open(tmp, mode, encoding=None if "b" in mode else encoding) as handle:
             yield handle

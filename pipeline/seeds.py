@@ -10,7 +10,7 @@ as in the main run:
 - `student` from the seed's teacher (`distill.teacher`), on distillation data the seed's teacher makes as
   the distill_data stage does (with `distill.sequence_level: false`, the references: no translation);
 - `dense_long` (the student's equal-steps control) from the seed's dense, as the control stage does.
-It translates the test split with each model as the evaluate stage does. `pipeline.compare.across_seeds`
+It translates the test split with each model as the evaluate stage does. `pipeline.stats.compare.across_seeds`
 then sets each seed's gains over its own dense, and its student against its own dense_long, beside the
 main run's and summarises them over seeds.
 
@@ -39,7 +39,7 @@ import time
 from pathlib import Path
 
 from pipeline.config import Params
-from pipeline.distill import CONTROL, STUDENT
+from pipeline.roles import CONTROL, STUDENT
 from pipeline.errors import PipelineError
 from pipeline.io import atomic_dir, read_json, write_json
 

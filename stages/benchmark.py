@@ -18,12 +18,15 @@ def _main(argv=None):
     from pipeline.benchmark import run_benchmark
     from pipeline.io import write_json
 
+    from pipeline.roles import Roles
+
+    teacher = Roles.from_params(params).teacher
     result = run_benchmark(args.models_dir, params.evaluate.models, args.corpus, params.benchmark,
-                           params.evaluate.decode)
+                           params.evaluate.decode, reference=teacher)
     write_json(args.out, result)
     for name, m in result["models"].items():
-        ratio = result.get("ratios_vs_token_moe", {}).get(name)
-        versus = f"{ratio:.2f}x token_moe" if ratio is not None else "no ratio to token_moe"
+        ratio = result.get("ratios_vs_reference", {}).get(name)
+        versus = f"{ratio:.2f}x {teacher}" if ratio is not None else f"no ratio to {teacher}"
         print(f"{name:>14}: {m['peak_tokens_per_second']:9.0f} tokens/s peak (batch "
               f"{m['best_batch_size']}), {versus}, {m['resident_params']:,} params resident")
 

@@ -22,14 +22,19 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     params = load_params(args.params)
 
-    from pipeline.compare import run_compare
+    from pipeline.roles import Roles
+    from pipeline.stats.compare import run_compare
 
-    result = run_compare(args.evaluations, args.corpus, params.evaluate.models, params.compare,
+    roles = Roles.from_params(params)
+    result = run_compare(args.evaluations, args.corpus, params.evaluate.models, params.compare, roles,
                          high_resource=params.data.high_resource, seeds_dir=args.seeds,
                          main_seed=params.train.seed)
     write_json(args.out, result)
-    for key in ("teacher_gain", "fraction_student_vs_teacher", "fraction_student_vs_task_moe"):
-        log.info("%s: %s", key, result.get(key))
+    for name in (roles.teacher, roles.task_moe):
+        gain = result["vs_baseline"].get(name, {}).get("groups", {}).get("avg")
+        if gain:
+            log.info("%s - %s: %+.2f BLEU [%+.2f, %+.2f]", name, roles.baseline, gain["diff"], gain["low"],
+                     gain["high"])
 
 
 if __name__ == "__main__":

@@ -18,7 +18,8 @@ def _main(argv=None):
     params = load_params(args.params)
     model_spec(params, "dense")  # the control is a dense model: models.dense must exist
 
-    from pipeline.distill import CONTROL, train_control
+    from pipeline.distill import train_control
+    from pipeline.roles import CONTROL
 
     metrics = train_control(params, args.base, args.corpus, args.out, args.reports)
     print(f"{CONTROL}: val_loss {metrics.get('val_loss', float('nan')):.3f}, "

@@ -21,10 +21,12 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     params = load_params(args.params)
 
-    from pipeline.curves import CURVE_MODELS, learning_curves
+    from pipeline.roles import Roles
+    from pipeline.stats.curves import learning_curves
 
-    models = [m for m in CURVE_MODELS if m in params.models]
-    result = learning_curves(args.train_reports, args.corpus, models, params.compare)
+    roles = Roles.from_params(params)
+    result = learning_curves(args.train_reports, args.corpus, list(roles.trained), params.compare,
+                             roles=roles)
     write_json(args.out, result)
     for model, gains in result["gain_vs_dense"].items():
         last = gains[-1]

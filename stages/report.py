@@ -1,4 +1,4 @@
-"""DVC stage `report`: reports/report.md and reports/plots/ from every stage's metrics."""
+"""DVC stage `report`: reports/report.md, reports/plots/ and the headline metrics (reports/metrics.json)."""
 
 from __future__ import annotations
 
@@ -20,14 +20,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", required=True, help="the Markdown file to write (reports/report.md)")
     p.add_argument("--plots", required=True, help="the figures folder (reports/plots)")
     p.add_argument("--lock", default="dvc.lock", help="dvc.lock, for data and checkpoint hashes")
+    p.add_argument("--metrics", default=None, help="the headline numbers to write (reports/metrics.json)")
     args = p.parse_args(argv)
     params = load_params(args.params)
 
-    from pipeline.provenance import code_commit
-    from pipeline.report import write_report
+    from pipeline.report.document import write_report
+    from pipeline.report.provenance import code_commit
 
     write_report(args.reports, args.models_dir, args.corpus, args.out, args.plots,
-                 commit=code_commit(), params=to_dict(params), lock_path=args.lock)
+                 commit=code_commit(), params=to_dict(params), lock_path=args.lock,
+                 metrics_path=args.metrics)
     log.info("wrote %s and %s/", args.out, args.plots)
 
 

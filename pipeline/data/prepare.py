@@ -17,7 +17,7 @@ from pathlib import Path
 from pipeline.config import DataConfig, all_languages, directions, is_high_resource, to_dict, train_size
 from pipeline.data import bible
 from pipeline.data.corpus import SPLITS, Pair, normalize_text, read_tsv_source, write_pairs
-from pipeline.data.fetch import DB_NAME, sha256_file
+from pipeline.data.fetch import DB_NAME, check_database, sha256_file
 from pipeline.data.sampling import sample_spm_sentences, temperature_probs
 from pipeline.data.split import sample_train, split_ids, take_first_by_hash
 from pipeline.data.spm import train_sentencepiece
@@ -90,6 +90,7 @@ def _oriented(pairs: list[Pair], direction: str, pivot: str) -> list[Pair]:
 
 def _bible_material(cfg: DataConfig, raw_dir: Path) -> Material:
     db_path = raw_dir / DB_NAME
+    checked = check_database(db_path)
     editions = bible.resolve_editions(all_languages(cfg), cfg.editions)
     texts = bible.read_bible(db_path, {lang: e.bb_name for lang, e in editions.items()})
     cleaned, removed, changed = {}, {}, {}
@@ -125,7 +126,7 @@ def _bible_material(cfg: DataConfig, raw_dir: Path) -> Material:
     method = (f"bible verses ranked by sha256('{cfg.split_seed}:<book.chapter.verse>'); among the verses "
               f"every language has after cleaning, the first {cfg.test_size} are test and the next "
               f"{cfg.valid_size} valid, in every language; all other verses are training material")
-    return Material(splits, removed, changed, described, {DB_NAME: sha256_file(db_path)}, method)
+    return Material(splits, removed, changed, described, {DB_NAME: checked}, method)
 
 
 def _tsv_material(cfg: DataConfig) -> Material:

@@ -17,7 +17,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from pipeline.errors import PipelineError
-from pipeline.io import read_json
+from pipeline.io import read_json, umask_bits
 from pipeline.model.config import Seq2SeqConfig
 from pipeline.model.transformer import Seq2Seq
 
@@ -46,6 +46,7 @@ def save_checkpoint(model: Seq2Seq, folder: str | Path, meta: Optional[dict] = N
                 (tmp / name).write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n",
                                         encoding="utf-8")
         for name in files:
+            (tmp / name).chmod(0o666 & ~umask_bits())  # safetensors writes 0600; outputs get the usual mode
             os.replace(tmp / name, folder / name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

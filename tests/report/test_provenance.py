@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from pipeline.provenance import code_commit
+from pipeline.report.provenance import code_commit
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
 

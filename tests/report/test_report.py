@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.compare import compare_systems
+from pipeline.stats.compare import compare_systems
 from pipeline.config import CompareConfig
 from pipeline.errors import PipelineError
 from pipeline.evaluate import direction_groups, score_direction
-from pipeline.markdown import json_tables
+from pipeline.report.markdown import json_tables
 from pipeline.report import write_report
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "report"
@@ -461,7 +461,7 @@ def test_validation_loss_lead_in_the_answer_the_curves_section_and_a_figure(tmp_
     """curves.json with the loss study (pipeline.loss_curves on synthetic sentence losses): token_moe's
     lead grows after the 500-step warm start; the report gives it in nats, in dense steps, the
     extrapolated budget at dense's BLEU-per-nat, and the rate the test gain implies."""
-    from pipeline.loss_curves import loss_curves
+    from pipeline.stats.loss_curves import loss_curves
 
     root = write_inputs(tmp_path, SHARES)
     study = json.loads((root / "reports" / "curves.json").read_text())

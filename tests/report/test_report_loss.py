@@ -1,6 +1,6 @@
 """The validation-loss words: a lead, a model behind dense, and the budget at the test set's rate."""
 
-from pipeline.report_loss import lead_words, loss_table
+from pipeline.report.loss import lead_words, loss_table
 
 
 def _study(diffs, significant, steps_ahead, extrapolation=None):

@@ -151,7 +151,7 @@ def test_last_checkpoint_is_refreshed_when_the_loss_rises(params, tiny_corpus, t
 def test_validation_translations_feed_the_learning_curves(params, tiny_corpus, tmp_path):
     """Warm start 10 steps, then dense and token_moe 20 more: every validation's translations are
     published under the step they were made at, and the curve study scores them."""
-    from pipeline.curves import learning_curves
+    from pipeline.stats.curves import learning_curves
 
     params.train.val_bleu_sentences = 4
     params.train.warmstart_steps = 10

@@ -2,29 +2,27 @@
 
 Kudugunta et al. 2021 (Sec 4.4, Table 2) say distillation keeps "32.25%" of the MoE's gain:
 (26.9 − 25.9) / (29.0 − 25.9), whose denominator is the *task-MoE*'s gain, not the distilled teacher's
-(token-MoE, (26.9 − 25.9) / (28.2 − 25.9) = 43.5%). DESIGN.md §3 defines, for approach A and reference R,
+(token-MoE, (26.9 − 25.9) / (28.2 − 25.9) = 43.5%). docs/design.md §3 defines, for approach A and
+reference R,
 
     fraction(A, R) = (BLEU_A − BLEU_dense) / (BLEU_R − BLEU_dense)      (average BLEU over directions)
 
-and asks for both references, each with a confidence interval. How they are computed here:
-- Paired bootstrap over test sentences (Koehn 2004): per direction, the resample indices are drawn once
-  (seeded by `compare.seed` and the direction's name) and reused for every system, so each resample
-  compares all systems on the same sentences. A resample's average BLEU is the mean of its per-direction
-  corpus BLEUs, like the point estimate.
-- Corpus BLEU of a resample is computed from summed per-sentence sufficient statistics (hypothesis and
-  reference length, n-gram matches and totals per order) with sacrebleu's own formula, so the full
-  sample reproduces `BLEU.corpus_score` exactly.
-- Intervals are percentile intervals of the resampled values at `compare.confidence`.
-- p-value of a difference to dense: sacrebleu's paired-bs test (two-sided, the Moses script's
-  statistic: share of centred |resampled differences| at or above the observed |difference|, +1
-  smoothed; sacrebleu counts only those strictly above, which calls a system against itself significant);
-  `p_not_better` is Koehn's one-sided share of resamples where the system does not beat dense.
-- A fraction is `undefined` (with the reason) when its reference's gain over dense is ≤ 0 or its interval
-  includes 0: dividing by a gain that may be zero gives a number with no meaning.
-- An approach that trained steps dense did not is also set against its equal-steps control (`CONTROLS`:
-  the student against dense_long, dense trained as long on the references without the teacher), with the
-  same paired bootstrap: `vs_control`. That difference is what the teacher gives the student (its weights
-  as a start, its translations or token distributions to learn from) beyond training as long.
+and asks for both references, each with a confidence interval. The roles (which model is the teacher,
+the task-MoE, ...) come from `pipeline.roles.Roles`. How the numbers are computed
+(`pipeline.stats.bootstrap` has the resampling):
+- every difference to dense: the paired bootstrap over test sentences, its percentile interval, and
+  sacrebleu's paired-bs p-value (floor: 1 / (resamples + 1)); significant = the interval excludes 0;
+- a fraction has a `status`:
+  - `undefined` when the reference's gain is ≤ 0 or its interval includes 0 (a ratio over a gain that
+    may be zero has no meaning);
+  - `not_informative` when the reference's gain is below `compare.min_reference_gain` BLEU or the
+    fraction's interval is wider than `compare.max_fraction_ci_points` percentage points (the value and
+    interval are kept, but a reader learns nothing about a share from them);
+  - `ok` otherwise;
+  and the student's fractions are flagged `confounded` when its equal-steps control beats it
+  significantly: then its gain over dense comes from training longer, not from the teacher.
+- An approach that trained steps dense did not is also set against its equal-steps control
+  (`Roles.controls`: the student against dense_long), with the same bootstrap: `vs_control`.
 - With more training seeds (the seeds stage, `seeds.extra`), `across_seeds` gives each seed's gains over
   its own dense and its student against its own dense_long (same resampled sentences for every seed) and,
   over seeds, each difference's mean with two intervals: the sentence bootstrap of the mean (the test
@@ -36,23 +34,18 @@ from __future__ import annotations
 
 import math
 import time
-import zlib
 from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
 
 from pipeline.config import CompareConfig
-from pipeline.distill import CONTROL, STUDENT
 from pipeline.errors import PipelineError
-from pipeline.evaluate import bleu_metric, direction_groups, read_corpus_meta, read_lines
+from pipeline.evaluate import direction_groups, read_corpus_meta, read_lines
+from pipeline.roles import Roles
+from pipeline.stats.bootstrap import Bootstrap, interval, paired_p_values, t_quantile
 
-BASELINE = "dense"
-# The denominators of the fraction: label -> system. "teacher" is the distilled token-MoE.
-REFERENCES = {"teacher": "token_moe", "task_moe": "task_moe"}
-APPROACHES = (STUDENT, "task_moe_sub")
-# approach -> the system trained as long as it without what the approach adds (the control stage's model)
-CONTROLS = {STUDENT: CONTROL}
+BASELINE = Roles().baseline
 
 PAPER = {
     "source": "Kudugunta et al. 2021, arXiv 2110.03742",
@@ -74,82 +67,6 @@ PAPER = {
     "throughput": {"token_moe_tokens_per_second": 1.3e5, "task_moe_tokens_per_second": 2.3e5,
                    "ratio_32_experts": 1.87, "ratio_128_experts": 2.6},
 }
-
-
-# --------------------------------------------------------------------------------------------------
-# bootstrap machinery
-
-
-def sentence_stats(metric, hyps: Sequence[str], refs: Sequence[str]) -> np.ndarray:
-    """Per-sentence BLEU sufficient statistics, (N, 2 + 2 * max_order): hyp len, ref len,
-    matches per n-gram order, totals per order (sacrebleu's layout)."""
-    return np.asarray(metric._extract_corpus_statistics(list(hyps), [list(refs)]), dtype=np.int64)
-
-
-def bleu_from_stats(metric, summed: np.ndarray) -> float:
-    """Corpus BLEU from summed statistics, by sacrebleu's own formula."""
-    return metric._compute_score_from_stats([int(x) for x in summed]).score
-
-
-def resample_indices(n: int, resamples: int, seed: int, direction: str) -> np.ndarray:
-    """(R, n) sentence indices drawn with replacement; the same for every system of `direction`."""
-    rng = np.random.default_rng([seed, zlib.crc32(direction.encode("utf-8"))])
-    return rng.integers(0, n, size=(resamples, n))
-
-
-def counts_from_indices(indices: np.ndarray, n: int) -> np.ndarray:
-    """(R, n) how often each sentence occurs in each resample, so resampled sums are a matmul."""
-    resamples = indices.shape[0]
-    flat = (indices + np.arange(resamples)[:, None] * n).ravel()
-    return np.bincount(flat, minlength=resamples * n).reshape(resamples, n)
-
-
-def bootstrap_bleu(metric, stats: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """Corpus BLEU of each resample: (R,)."""
-    sums = counts @ stats  # (R, n) @ (n, K) -> (R, K)
-    return np.array([bleu_from_stats(metric, row) for row in sums])
-
-
-def interval(values: np.ndarray, confidence: float) -> tuple[float, float]:
-    """Percentile interval of the finite values."""
-    values = values[np.isfinite(values)]
-    tail = 100 * (1 - confidence) / 2
-    low, high = np.percentile(values, [tail, 100 - tail])
-    return float(low), float(high)
-
-
-def paired_p_values(diff_resampled: np.ndarray, diff: float) -> tuple[float, float]:
-    """(two-sided p as sacrebleu's paired-bs, Koehn's one-sided share of resamples with diff <= 0)."""
-    magnitude = np.abs(diff_resampled)
-    centred = magnitude - magnitude.mean()
-    # `>=` where sacrebleu has `>`: ties count as extreme, so a system against itself gets p = 1
-    p_two_sided = (np.sum(centred >= abs(diff)) + 1) / (len(diff_resampled) + 1)
-    return float(p_two_sided), float(np.mean(diff_resampled <= 0))
-
-
-class Bootstrap:
-    """Actual and resampled BLEU of every system on every direction."""
-
-    def __init__(self, hyps: dict[str, dict[str, list[str]]], refs: dict[str, list[str]],
-                 resamples: int, seed: int):
-        self.directions = list(refs)
-        self.actual: dict[str, dict[str, float]] = {system: {} for system in hyps}
-        self.resampled: dict[str, dict[str, np.ndarray]] = {system: {} for system in hyps}
-        self.signatures: dict[str, str] = {}
-        for direction, references in refs.items():
-            metric = bleu_metric(direction.split("-")[1])
-            n = len(references)
-            counts = counts_from_indices(resample_indices(n, resamples, seed, direction), n)
-            for system, by_direction in hyps.items():
-                stats = sentence_stats(metric, by_direction[direction], references)
-                self.actual[system][direction] = bleu_from_stats(metric, stats.sum(axis=0))
-                self.resampled[system][direction] = bootstrap_bleu(metric, stats, counts)
-            self.signatures[direction] = metric.get_signature().format()
-
-    def score(self, system: str, members: Sequence[str]) -> tuple[float, np.ndarray]:
-        """Mean BLEU over `members` directions: the point estimate and its (R,) resamples."""
-        point = float(np.mean([self.actual[system][d] for d in members]))
-        return point, np.mean([self.resampled[system][d] for d in members], axis=0)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -176,56 +93,46 @@ def difference(bs: Bootstrap, system: str, baseline: str, members: Sequence[str]
 
 
 def gain_fraction(bs: Bootstrap, approach: str, reference: str, baseline: str,
-                  members: Sequence[str], confidence: float) -> dict:
-    """(approach − baseline) / (reference − baseline), with its interval, or why it is undefined."""
+                  members: Sequence[str], cfg: CompareConfig) -> dict:
+    """(approach − baseline) / (reference − baseline), its interval and `status` (module docstring)."""
+    conf = cfg.confidence
     (a, a_bs), (r, r_bs), (d, d_bs) = (bs.score(s, members) for s in (approach, reference, baseline))
     gain_bs = r_bs - d_bs
-    gain_low, gain_high = interval(gain_bs, confidence)
+    gain_low, gain_high = interval(gain_bs, conf)
     out = {"approach_gain": a - d, "reference_gain": r - d, "reference_gain_low": gain_low,
            "reference_gain_high": gain_high, "value": None, "low": None, "high": None,
-           "undefined": None}
+           "status": "undefined", "reason": None}
     if r - d <= 0:
-        out["undefined"] = f"{reference} does not beat {baseline} ({r - d:+.2f} BLEU)"
-    elif gain_low <= 0:
-        out["undefined"] = (f"{reference}'s gain over {baseline} is not significant "
-                            f"({r - d:+.2f} BLEU, {confidence:.0%} CI [{gain_low:+.2f}, {gain_high:+.2f}])")
-    else:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            fraction_bs = (a_bs - d_bs) / gain_bs
-        low, high = interval(fraction_bs, confidence)
-        out.update(value=(a - d) / (r - d), low=low, high=high)
+        out["reason"] = f"{reference} does not beat {baseline} ({r - d:+.2f} BLEU)"
+        return out
+    if gain_low <= 0:
+        out["reason"] = (f"{reference}'s gain over {baseline} is not significant "
+                         f"({r - d:+.2f} BLEU, {conf:.0%} CI [{gain_low:+.2f}, {gain_high:+.2f}])")
+        return out
+    with np.errstate(divide="ignore", invalid="ignore"):
+        fraction_bs = (a_bs - d_bs) / gain_bs
+    low, high = interval(fraction_bs, conf)
+    out.update(value=(a - d) / (r - d), low=low, high=high, status="ok")
+    if r - d < cfg.min_reference_gain:
+        out.update(status="not_informative",
+                   reason=f"{reference}'s gain over {baseline}, {r - d:+.2f} BLEU, is below "
+                          f"compare.min_reference_gain ({cfg.min_reference_gain:g})")
+    elif (high - low) * 100 > cfg.max_fraction_ci_points:
+        out.update(status="not_informative",
+                   reason=f"its {conf:.0%} interval is {(high - low) * 100:.0f} percentage points wide, more "
+                          f"than compare.max_fraction_ci_points ({cfg.max_fraction_ci_points:g})")
     return out
 
 
-def t_quantile(confidence: float, df: int) -> float:
-    """Two-sided Student-t critical value t: P(|T| <= t) = confidence for `df` degrees of freedom.
-
-    P(|T| <= t) by the exact finite series for integer df (Abramowitz & Stegun 26.7.3-4), then bisection.
-    """
-    if df < 1:
-        raise ValueError(f"degrees of freedom must be >= 1, got {df}")
-
-    def inside(t: float) -> float:
-        theta = math.atan(t / math.sqrt(df))
-        c2, total, term = math.cos(theta) ** 2, 1.0, 1.0
-        if df % 2:  # odd: (2/pi) (theta + sin cos (1 + 2/3 cos^2 + 2*4/(3*5) cos^4 + ...))
-            for k in range(1, (df - 1) // 2):
-                term *= c2 * (2 * k) / (2 * k + 1)
-                total += term
-            tail = math.sin(theta) * math.cos(theta) * total if df > 1 else 0.0
-            return 2 / math.pi * (theta + tail)
-        for k in range(1, df // 2):  # even: sin (1 + 1/2 cos^2 + 1*3/(2*4) cos^4 + ...)
-            term *= c2 * (2 * k - 1) / (2 * k)
-            total += term
-        return math.sin(theta) * total
-
-    low, high = 0.0, 1.0
-    while inside(high) < confidence:
-        high *= 2
-    for _ in range(100):
-        mid = (low + high) / 2
-        low, high = (mid, high) if inside(mid) < confidence else (low, mid)
-    return high
+def confounded(approach: str, control: Optional[dict], versus: Optional[dict], baseline: str,
+               confidence: float) -> Optional[str]:
+    """Why `approach`'s gain over the baseline is not its own, when its equal-steps control beats it
+    significantly (`versus`: approach minus control); None otherwise."""
+    if not versus or not versus["significant"] or versus["diff"] >= 0:
+        return None
+    return (f"{control['control']}, trained as long without the teacher, beats {approach} by "
+            f"{-versus['diff']:.2f} BLEU ({confidence:.0%} CI [{-versus['high']:.2f}, {-versus['low']:.2f}]): "
+            f"{approach}'s gain over {baseline} comes from its extra steps, not from the teacher")
 
 
 def seed_system(model: str, seed: int, main_seed: int) -> str:
@@ -234,11 +141,12 @@ def seed_system(model: str, seed: int, main_seed: int) -> str:
 
 
 def across_seeds(bs: Bootstrap, main_seed: int, extra: Sequence[int], models: Sequence[str],
-                 members: Sequence[str], confidence: float, baseline: str = BASELINE) -> dict:
-    """Every seed's BLEU, gains over its own `baseline` and approaches against their own controls
-    (`CONTROLS`: the student against dense_long), and each difference's summary over seeds."""
+                 members: Sequence[str], confidence: float, roles: Roles = Roles()) -> dict:
+    """Every seed's BLEU, gains over its own baseline and approaches against their own controls
+    (`Roles.controls`: the student against dense_long), and each difference's summary over seeds."""
+    baseline = roles.baseline
     seeds = [main_seed, *extra]
-    controls = {a: c for a, c in CONTROLS.items() if a in models and c in models}
+    controls = {a: c for a, c in roles.controls.items() if a in models and c in models}
     per_seed = {}
     for seed in seeds:
         name = lambda m, seed=seed: seed_system(m, seed, main_seed)  # noqa: E731
@@ -290,13 +198,14 @@ def per_scope(func, groups: dict[str, list[str]], directions: Sequence[str]) -> 
 
 
 def compare_systems(hyps: dict[str, dict[str, list[str]]], refs: dict[str, list[str]],
-                    groups: dict[str, list[str]], cfg: CompareConfig, baseline: str = BASELINE,
+                    groups: dict[str, list[str]], cfg: CompareConfig, roles: Roles = Roles(),
                     seed_hyps: Optional[dict[int, dict[str, dict[str, list[str]]]]] = None,
                     main_seed: Optional[int] = None) -> dict:
     """The whole comparison from in-memory hypotheses (system -> direction -> lines) and references.
 
     `seed_hyps` (seed -> model -> direction -> lines: the seeds stage's models) adds `across_seeds`, with
     `main_seed` the seed of `hyps`' models."""
+    baseline = roles.baseline
     if baseline not in hyps:
         raise PipelineError(f"evaluate.models: the baseline {baseline!r} must be evaluated")
     seed_hyps = seed_hyps or {}
@@ -322,64 +231,39 @@ def compare_systems(hyps: dict[str, dict[str, list[str]]], refs: dict[str, list[
                for s in hyps}
     versus = {s: per_scope(lambda m, s=s: difference(bs, s, baseline, m, conf), groups, directions)
               for s in hyps if s != baseline}
-    fractions = {}
-    for approach in (a for a in APPROACHES if a in hyps):
-        for label, reference in REFERENCES.items():
-            if reference not in hyps:
-                continue
-            fractions[f"{approach}_vs_{label}"] = {
-                "approach": approach, "reference": reference, "reference_label": label,
-                "definition": f"(BLEU_{approach} - BLEU_{baseline}) / (BLEU_{reference} - BLEU_{baseline})",
-                **per_scope(lambda m, a=approach, r=reference: gain_fraction(bs, a, r, baseline, m, conf),
-                            groups, directions)}
     controls = {a: {"control": c, **per_scope(lambda m, a=a, c=c: difference(bs, a, c, m, conf),
                                               groups, directions)}
-                for a, c in CONTROLS.items() if a in hyps and c in hyps}
-    setup = {"baseline": baseline, "references": REFERENCES, "approaches": list(APPROACHES),
-             "controls": {a: c for a, c in CONTROLS.items() if a in controls},
+                for a, c in roles.controls.items() if a in hyps and c in hyps}
+    fractions = {}
+    for approach in (a for a in roles.approaches if a in hyps):
+        for label, reference in roles.references.items():
+            if reference not in hyps:
+                continue
+            fraction = {
+                "approach": approach, "reference": reference, "reference_label": label,
+                "definition": f"(BLEU_{approach} - BLEU_{baseline}) / (BLEU_{reference} - BLEU_{baseline})",
+                **per_scope(lambda m, a=approach, r=reference: gain_fraction(bs, a, r, baseline, m, cfg),
+                            groups, directions)}
+            control = controls.get(approach)
+            for kind in ("groups", "directions"):
+                for key, value in fraction[kind].items():
+                    value["confounded"] = confounded(approach, control, (control or {}).get(kind, {}).get(key),
+                                                     baseline, conf)
+            fractions[f"{approach}_vs_{label}"] = fraction
+    setup = {"baseline": baseline, "roles": roles.as_dict(), "references": roles.references,
+             "approaches": list(roles.approaches),
+             "controls": {a: c for a, c in roles.controls.items() if a in controls},
              "systems": list(hyps), "directions": directions, "groups": groups,
              "sentences": {d: len(r) for d, r in refs.items()}, "resamples": cfg.bootstrap_resamples,
-             "seed": cfg.seed, "confidence": conf, "signatures": bs.signatures,
-             "interval": "percentile", "p_value": "paired bootstrap, two-sided (sacrebleu paired-bs)"}
+             "seed": cfg.seed, "confidence": conf, "min_reference_gain": cfg.min_reference_gain,
+             "max_fraction_ci_points": cfg.max_fraction_ci_points, "signatures": bs.signatures,
+             "interval": "percentile", "p_value": "paired bootstrap, two-sided (sacrebleu paired-bs)",
+             "p_value_floor": 1 / (cfg.bootstrap_resamples + 1)}
     result = {"systems": systems, "vs_baseline": versus, "vs_control": controls, "fractions": fractions}
     if seed_hyps:
         result["across_seeds"] = across_seeds(bs, main_seed, sorted(seed_hyps), seed_models, directions,
-                                              conf, baseline)
-    return {**headline(result, baseline), "setup": setup, **result, "paper": PAPER}
-
-
-def headline(result: dict, baseline: str) -> dict:
-    """Flat top-level numbers for `dvc metrics show` (None where a system or a fraction is missing)."""
-    out = {f"bleu_{s}": v["groups"]["avg"]["bleu"] for s, v in result["systems"].items()}
-    for label, system in REFERENCES.items():
-        diff = result["vs_baseline"].get(system, {}).get("groups", {}).get("avg")
-        for key in ("diff", "low", "high", "p_value"):
-            suffix = "" if key == "diff" else f"_{key}"
-            out[f"{label}_gain{suffix}"] = diff[key] if diff else None
-    for approach in APPROACHES:
-        diff = result["vs_baseline"].get(approach, {}).get("groups", {}).get("avg")
-        out[f"{approach}_gain"] = diff["diff"] if diff else None
-        for label in REFERENCES:
-            frac = result["fractions"].get(f"{approach}_vs_{label}", {}).get("groups", {}).get("avg")
-            for key in ("value", "low", "high"):
-                suffix = "" if key == "value" else f"_{key}"
-                out[f"fraction_{approach}_vs_{label}{suffix}"] = frac[key] if frac else None
-    for approach in CONTROLS:
-        diff = result.get("vs_control", {}).get(approach, {}).get("groups", {}).get("avg")
-        for key in ("diff", "low", "high", "p_value"):
-            suffix = "" if key == "diff" else f"_{key}"
-            out[f"{approach}_vs_control{suffix}"] = diff[key] if diff else None
-    seeds = result.get("across_seeds")
-    out["seeds"] = len(seeds["seeds"]) if seeds else 1
-    for label, system in REFERENCES.items():
-        over = seeds["gains"].get(system) if seeds else None
-        for key in ("mean", "seed_low", "seed_high"):
-            out[f"{label}_gain_over_seeds_{key.replace('seed_', '')}"] = over[key] if over else None
-    for approach in CONTROLS:
-        over = seeds["vs_control"].get(approach) if seeds else None
-        for key in ("mean", "seed_low", "seed_high"):
-            out[f"{approach}_vs_control_over_seeds_{key.replace('seed_', '')}"] = over[key] if over else None
-    return out
+                                              conf, roles)
+    return {"setup": setup, **result, "paper": PAPER}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -416,7 +300,7 @@ def align(hyps: dict[str, dict[str, list[str]]], refs: dict[str, list[str]],
 
 
 def run_compare(evaluations_dir: str | Path, corpus_dir: str | Path, systems: Sequence[str],
-                cfg: CompareConfig, high_resource: Sequence[str] = (),
+                cfg: CompareConfig, roles: Roles = Roles(), high_resource: Sequence[str] = (),
                 seeds_dir: Optional[str | Path] = None, main_seed: Optional[int] = None) -> dict:
     """Read every system's hypotheses and the test references, and compare them (see compare_systems).
     `high_resource` is used only if the corpus's meta.json does not list the high-resource languages.
@@ -452,7 +336,7 @@ def run_compare(evaluations_dir: str | Path, corpus_dir: str | Path, systems: Se
                         f"{len(lines)} lines, expected {len(refs[direction])} like the main evaluation "
                         "(evaluate.max_sentences changed? rerun `dvc repro seeds`)")
     high = meta.get("high_resource", list(high_resource))
-    result = compare_systems(hyps, refs, direction_groups(directions, meta["pivot"], high), cfg,
+    result = compare_systems(hyps, refs, direction_groups(directions, meta["pivot"], high), cfg, roles,
                              seed_hyps=seed_hyps, main_seed=main_seed)
     result["setup"].update(pivot=meta["pivot"], high_resource=high,
                            wall_seconds=time.perf_counter() - start)

@@ -157,7 +157,7 @@ def seed_gains(seeds: Optional[dict], path: Path) -> bool:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 4))
     labels = [f"seed {s}" for s in seeds["seeds"]] + ["mean over seeds"]
-    from pipeline.compare import seed_differences
+    from pipeline.stats.compare import seed_differences
 
     series = seed_differences(seeds)
     width = 0.8 / len(series)

@@ -3,7 +3,7 @@
 Every validation during training writes the greedy translations of the first `train.val_bleu_sentences`
 validation pairs of each direction to `reports/train/<model>/val_hyps/<step>/<direction>.txt` (step
 counts a warm start's steps). This module scores them all against the validation references with the
-same paired bootstrap as `pipeline.compare` (one resampling of the sentences per direction, shared by
+same paired bootstrap as `pipeline.stats.compare` (one resampling of the sentences per direction, shared by
 every model and step), and gives, per step:
 
 - each model's average BLEU over directions, with its interval;
@@ -15,7 +15,7 @@ validations are the first points of every curve: before the warm start ends the 
 The budget at which a gain would become significant is not measured here; `extrapolate` fits a line to
 the gain after the warm start and says where it would cross the interval's half-width, labelled as an
 extrapolation. When training saved every validation sentence's loss beside the translations,
-`pipeline.loss_curves` adds the same study on the validation loss (`"loss"` in the result): far less
+`pipeline.stats.loss_curves` adds the same study on the validation loss (`"loss"` in the result): far less
 noisy than BLEU on a subset, it shows how far ahead of dense each MoE is, in nats and in dense steps.
 """
 
@@ -28,12 +28,13 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from pipeline.compare import BASELINE, Bootstrap, difference, system_score
 from pipeline.config import CompareConfig
 from pipeline.errors import PipelineError
 from pipeline.evaluate import read_lines
+from pipeline.roles import Roles
+from pipeline.stats.bootstrap import Bootstrap
+from pipeline.stats.compare import BASELINE, difference, system_score
 
-CURVE_MODELS = ("dense", "token_moe", "task_moe")
 WARMSTART = "warmstart"
 VAL_HYPS = "val_hyps"
 
@@ -79,7 +80,7 @@ def collect_losses(train_reports: Path, models: Sequence[str], directions: Seque
                    steps: Sequence[int]) -> Optional[dict[str, dict[int, dict]]]:
     """{model: {step: losses}} from the same folders as `collect` (the warm start's for steps up to
     `warm`); None if any of them has no losses.json (written by older runs)."""
-    from pipeline.loss_curves import read_losses
+    from pipeline.stats.loss_curves import read_losses
 
     out: dict[str, dict[int, dict]] = {}
     for model in models:
@@ -115,8 +116,9 @@ def extrapolate(gains: list[dict], after_step: int, target: Optional[float] = No
 
 
 def learning_curves(train_reports: str | Path, corpus_dir: str | Path, models: Sequence[str],
-                    cfg: CompareConfig, target_gain: float = 1.5) -> dict:
-    """Score every model at every validation step; see the module docstring."""
+                    cfg: CompareConfig, target_gain: float = 1.5, roles: Roles = Roles()) -> dict:
+    """Score every model at every validation step; see the module docstring. `models` are the trained
+    models to compare (`Roles.trained`: the baseline, the teacher and the task-MoE)."""
     from pipeline.data.corpus import load_split
     from pipeline.evaluate import read_corpus_meta
 
@@ -158,10 +160,10 @@ def learning_curves(train_reports: str | Path, corpus_dir: str | Path, models: S
     losses = collect_losses(train_reports, models, directions, warm, steps)
     loss = None
     if losses is not None:
-        from pipeline.loss_curves import loss_curves
+        from pipeline.stats.loss_curves import loss_curves
 
         loss = loss_curves(losses, steps, warm, cfg, scores, target_gain)
-    return {"setup": {"models": list(models), "baseline": BASELINE, "steps": steps,
+    return {"setup": {"models": list(models), "baseline": BASELINE, "roles": roles.as_dict(), "steps": steps,
                       "warmstart_steps": warm, "split": "valid", "sentences_per_direction": n,
                       "directions": list(directions), "decode": "greedy",
                       "resamples": cfg.bootstrap_resamples, "seed": cfg.seed, "confidence": conf,

@@ -5,15 +5,21 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.compare import (Bootstrap, bleu_from_stats, compare_systems, counts_from_indices,
-                              bootstrap_bleu, load_hypotheses, paired_p_values, sentence_stats)
 from pipeline.config import CompareConfig
 from pipeline.errors import PipelineError
 from pipeline.evaluate import bleu_metric, write_lines
+from pipeline.roles import Roles
+from pipeline.stats.bootstrap import (Bootstrap, bleu_from_stats, bootstrap_bleu, counts_from_indices,
+                                      paired_p_values, sentence_stats)
+from pipeline.stats.compare import compare_systems, load_hypotheses
 
 HYPS = ["The cat sat on a mat.", "Hello, world", "It rained the whole day.", "", "a b c d e f"]
 REFS = ["The cat sat on the mat.", "Hello world!", "It rained all day.", "Short.", "a b c d e f"]
-CFG = CompareConfig(bootstrap_resamples=200, seed=7)
+CFG = CompareConfig(bootstrap_resamples=200, seed=7, min_reference_gain=0.5, max_fraction_ci_points=100)
+
+
+def avg(result: dict, section: str, name: str) -> dict:
+    return result[section][name]["groups"]["avg"]
 ZH_HYPS, ZH_REFS = ["我们今天去公园。", "他喜欢读书。"], ["我们今天去公园散步。", "他喜欢读书和写作。"]
 
 
@@ -57,7 +63,7 @@ def test_bootstrap_is_reproducible_for_a_seed(make_synthetic):
     first = compare_systems(hyps, refs, groups, CFG)
     assert compare_systems(hyps, refs, groups, CFG) == first
     other = compare_systems(hyps, refs, groups, CompareConfig(bootstrap_resamples=200, seed=8))
-    assert other["teacher_gain_low"] != first["teacher_gain_low"]
+    assert avg(other, "vs_baseline", "token_moe")["low"] != avg(first, "vs_baseline", "token_moe")["low"]
 
 
 def test_the_same_indices_serve_every_system(make_synthetic):
@@ -78,13 +84,12 @@ def test_fraction_is_0_for_dense_and_1_for_the_reference(make_synthetic):
     hyps["student"] = hyps["dense"]
     hyps["task_moe_sub"] = hyps["token_moe"]
     result = compare_systems(hyps, refs, groups, CFG)
-    assert (result["fraction_student_vs_teacher"], result["fraction_student_vs_teacher_low"],
-            result["fraction_student_vs_teacher_high"]) == (0, 0, 0)
-    assert result["fraction_task_moe_sub_vs_teacher"] == pytest.approx(1)
-    assert result["fraction_task_moe_sub_vs_teacher_low"] == pytest.approx(1)
-    assert result["fraction_task_moe_sub_vs_teacher_high"] == pytest.approx(1)
-    assert result["fraction_student_vs_task_moe"] is None  # no task_moe evaluated
-    assert result["teacher_gain"] == pytest.approx(40, abs=8)
+    student = avg(result, "fractions", "student_vs_teacher")
+    assert (student["value"], student["low"], student["high"], student["status"]) == (0, 0, 0, "ok")
+    sub = avg(result, "fractions", "task_moe_sub_vs_teacher")
+    assert (sub["value"], sub["low"], sub["high"]) == pytest.approx((1, 1, 1))
+    assert "student_vs_task_moe" not in result["fractions"]  # no task_moe evaluated
+    assert avg(result, "vs_baseline", "token_moe")["diff"] == pytest.approx(40, abs=8)
 
 
 def test_fraction_interval_covers_the_truth(make_synthetic):
@@ -106,12 +111,54 @@ def test_fraction_undefined_when_the_reference_gain_is_not_significant(make_synt
     hyps, refs, groups = make_synthetic({"dense": 0.5, "token_moe": 0.51, "task_moe": 0.3,
                                          "student": 0.5})
     result = compare_systems(hyps, refs, groups, CFG)
-    teacher = result["fractions"]["student_vs_teacher"]["groups"]["avg"]
-    assert teacher["value"] is None and "not significant" in teacher["undefined"]
+    teacher = avg(result, "fractions", "student_vs_teacher")
+    assert teacher["value"] is None and teacher["status"] == "undefined" and "not significant" in teacher["reason"]
     assert teacher["reference_gain_low"] <= 0 <= teacher["reference_gain_high"]
-    task = result["fractions"]["student_vs_task_moe"]["groups"]["avg"]
-    assert task["value"] is None and "does not beat" in task["undefined"]
-    assert result["fraction_student_vs_teacher"] is None
+    task = avg(result, "fractions", "student_vs_task_moe")
+    assert task["value"] is None and task["status"] == "undefined" and "does not beat" in task["reason"]
+
+
+def test_a_small_significant_reference_gain_gives_an_uninformative_fraction(make_synthetic):
+    """token_moe 2 BLEU over dense (significant with 600 sentences a direction): below a minimum of 5 the
+    fraction is computed but not informative; with a minimum of 1 it is an ordinary fraction."""
+    hyps, refs, groups = make_synthetic({"dense": 0.40, "token_moe": 0.42, "student": 0.41}, n=600)
+    strict = CompareConfig(bootstrap_resamples=200, seed=7, min_reference_gain=5, max_fraction_ci_points=1000)
+    frac = avg(compare_systems(hyps, refs, groups, strict), "fractions", "student_vs_teacher")
+    assert frac["reference_gain_low"] > 0 and frac["value"] == pytest.approx(0.5, abs=0.05)
+    assert frac["status"] == "not_informative" and "compare.min_reference_gain (5)" in frac["reason"]
+    loose = CompareConfig(bootstrap_resamples=200, seed=7, min_reference_gain=1, max_fraction_ci_points=1000)
+    assert avg(compare_systems(hyps, refs, groups, loose), "fractions", "student_vs_teacher")["status"] == "ok"
+
+
+def test_a_wide_fraction_interval_is_not_informative(make_synthetic):
+    hyps, refs, groups = make_synthetic({"dense": 0.4, "token_moe": 0.5, "student": 0.45}, n=100)
+    result = compare_systems(hyps, refs, groups, CompareConfig(bootstrap_resamples=200, seed=7,
+                                                               min_reference_gain=0, max_fraction_ci_points=10))
+    frac = avg(result, "fractions", "student_vs_teacher")
+    assert (frac["high"] - frac["low"]) * 100 > 10
+    assert frac["status"] == "not_informative" and "percentage points wide" in frac["reason"]
+
+
+def test_the_student_fraction_is_confounded_when_its_control_beats_it(make_synthetic):
+    hyps, refs, groups = make_synthetic({"dense": 0.3, "token_moe": 0.7, "student": 0.45,
+                                         "dense_long": 0.6}, n=300)
+    result = compare_systems(hyps, refs, groups, CFG)
+    frac = avg(result, "fractions", "student_vs_teacher")
+    assert frac["status"] == "ok" and "dense_long, trained as long without the teacher, beats student" \
+        in frac["confounded"]
+    hyps["dense_long"] = hyps["dense"]  # a control below the student: nothing confounds
+    frac = avg(compare_systems(hyps, refs, groups, CFG), "fractions", "student_vs_teacher")
+    assert frac["confounded"] is None
+
+
+def test_roles_choose_the_teacher(make_synthetic):
+    """With distill.teacher: task_moe the teacher's fraction divides by task_moe's gain."""
+    hyps, refs, groups = make_synthetic({"dense": 0.3, "token_moe": 0.5, "task_moe": 0.7, "student": 0.5})
+    result = compare_systems(hyps, refs, groups, CFG, Roles(teacher="task_moe"))
+    assert result["setup"]["roles"]["teacher"] == "task_moe"
+    teacher = avg(result, "fractions", "student_vs_teacher")
+    assert teacher["value"] == pytest.approx(0.5, abs=0.05)  # (0.5 - 0.3) / (0.7 - 0.3)
+    assert result["fractions"]["student_vs_teacher"]["reference"] == "task_moe"
 
 
 def test_student_is_set_against_its_equal_steps_control(make_synthetic):
@@ -121,22 +168,20 @@ def test_student_is_set_against_its_equal_steps_control(make_synthetic):
     result = compare_systems(hyps, refs, groups, CFG)
     control = result["vs_control"]["student"]
     assert control["control"] == "dense_long" and result["setup"]["controls"] == {"student": "dense_long"}
-    avg = control["groups"]["avg"]
+    mean = control["groups"]["avg"]
     systems = result["systems"]
-    assert avg["diff"] == pytest.approx(systems["student"]["groups"]["avg"]["bleu"]
-                                        - systems["dense_long"]["groups"]["avg"]["bleu"])
-    assert avg["diff"] == pytest.approx(-15, abs=5) and avg["high"] < 0 and avg["significant"]
+    assert mean["diff"] == pytest.approx(systems["student"]["groups"]["avg"]["bleu"]
+                                         - systems["dense_long"]["groups"]["avg"]["bleu"])
+    assert mean["diff"] == pytest.approx(-15, abs=5) and mean["high"] < 0 and mean["significant"]
     for direction, d in control["directions"].items():  # per direction, the same subtraction
         assert d["diff"] == pytest.approx(systems["student"]["directions"][direction]["bleu"]
                                           - systems["dense_long"]["directions"][direction]["bleu"])
-    assert (result["student_vs_control"], result["student_vs_control_low"],
-            result["student_vs_control_high"]) == (avg["diff"], avg["low"], avg["high"])
     # the student's gain over dense is still measured against dense, not against the control
     assert result["vs_baseline"]["student"]["groups"]["avg"]["diff"] > 0
-    # without the control evaluated there is nothing to compare against, and the headline says so
+    # without the control evaluated there is nothing to compare against
     del hyps["dense_long"]
     result = compare_systems(hyps, refs, groups, CFG)
-    assert result["vs_control"] == {} and result["student_vs_control"] is None
+    assert result["vs_control"] == {}
 
 
 def test_missing_system_folder_is_named(tmp_path):
@@ -156,8 +201,9 @@ def test_stage_writes_compare_json(evaluated):
             "--corpus", str(evaluated / "corpus"), "--out", str(evaluated / "compare.json")]
     assert main(args) == 0
     result = json.loads((evaluated / "compare.json").read_text())
-    assert result["fraction_student_vs_teacher"] == pytest.approx(1 / 3, abs=0.15)
-    assert result["student_vs_control"] == pytest.approx(-10, abs=8)  # student 0.4 vs dense_long 0.5
+    assert avg(result, "fractions", "student_vs_teacher")["value"] == pytest.approx(1 / 3, abs=0.15)
+    assert avg(result, "vs_control", "student")["diff"] == pytest.approx(-10, abs=8)  # 0.4 vs dense_long 0.5
+    assert result["setup"]["roles"]["teacher"] == "token_moe"
     assert set(result["fractions"]) == {"student_vs_teacher", "student_vs_task_moe",
                                         "task_moe_sub_vs_teacher", "task_moe_sub_vs_task_moe"}
     assert set(result["systems"]["dense"]["groups"]) == {"avg", "xx_to_pivot", "pivot_to_xx",
@@ -180,7 +226,7 @@ def test_stage_names_a_missing_system(evaluated, capsys):
 
 
 def test_references_are_cut_to_the_hypotheses_and_counts_must_agree(tmp_path):
-    from pipeline.compare import align
+    from pipeline.stats.compare import align
 
     refs = {"en-de": ["r1", "r2", "r3"]}
     assert align({"dense": {"en-de": ["h1", "h2"]}, "student": {"en-de": ["a", "b"]}}, refs,

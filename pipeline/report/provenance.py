@@ -13,14 +13,31 @@ log = logging.getLogger(__name__)
 
 
 def hardware() -> dict:
-    """Platform, CPU count, Python and torch versions, and the CUDA device if there is one."""
+    """Platform, CPU model and torch's CPU capability (the SIMD kernels it runs: results are bit-identical
+    only on the same capability and thread count), CPU count, threads, Python and torch versions, and the
+    CUDA device if there is one."""
     import torch
 
-    info = {"platform": platform.platform(), "python": platform.python_version(),
-            "cpu_count": os.cpu_count(), "torch": torch.__version__, "cuda": None}
+    from pipeline.machine import cpu_model
+
+    info = {"platform": platform.platform(), "python": platform.python_version(), "cpu": cpu_model(),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(), "torch": torch.__version__, "cuda": None}
     if torch.cuda.is_available():
         info["cuda"] = f"{torch.cuda.get_device_name(0)} (CUDA {torch.version.cuda})"
     return info
+
+
+def packages() -> dict[str, str]:
+    """Every installed distribution and its version (what `pip freeze` would list)."""
+    from importlib.metadata import distributions
+
+    found = {}
+    for dist in distributions():
+        name = dist.metadata.get("Name")
+        if name:
+            found[name.lower()] = dist.version
+    return dict(sorted(found.items()))
 
 
 def read_lock(path: str | Path = "dvc.lock") -> Optional[dict]:

@@ -1,12 +1,12 @@
 """Validation-loss learning curves: how far ahead of dense is each MoE, and how fast does its lead grow?
 
-Greedy BLEU on a few hundred validation sentences (`pipeline.curves`) is too noisy to see a lead of a
+Greedy BLEU on a few hundred validation sentences (`pipeline.stats.curves`) is too noisy to see a lead of a
 tenth of a BLEU point grow. Every validation also records each validation sentence's cross-entropy
 (`val_hyps/<step>/losses.json`, written by training: all `data.valid_size` sentences of every
 direction), so this module measures, per step:
 
 - each model's loss in nats per target token (all directions pooled, as `val_loss`), with a paired
-  bootstrap interval: the sentences of each direction resampled with the indices `pipeline.compare`
+  bootstrap interval: the sentences of each direction resampled with the indices `pipeline.stats.compare`
   uses, the same for every model and step;
 - each MoE's lead, `loss(dense) − loss(model)` (positive = the MoE is better), with its interval;
 - the lead in dense steps: the lead divided by how fast dense's own loss was falling over the
@@ -27,9 +27,10 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from pipeline.compare import BASELINE, counts_from_indices, interval, resample_indices
 from pipeline.config import CompareConfig
 from pipeline.errors import PipelineError
+from pipeline.stats.bootstrap import counts_from_indices, interval, resample_indices
+from pipeline.stats.compare import BASELINE
 
 LOSSES = "losses.json"  # pipeline.train.run.VAL_LOSSES: what training writes beside the hypotheses
 
@@ -87,7 +88,7 @@ def _check_same_sentences(losses: dict[str, dict[str, tuple[np.ndarray, np.ndarr
 def loss_curves(losses: dict[str, dict[int, dict]], steps: Sequence[int], warm: int, cfg: CompareConfig,
                 bleu: Optional[dict[str, list[dict]]] = None, target_gain: float = 1.5) -> dict:
     """The study of the module docstring. `losses[model][step]` as `read_losses` gives them (every model
-    at every step of `steps`); `bleu` the greedy BLEU curves of `pipeline.curves`, for the extrapolation."""
+    at every step of `steps`); `bleu` the greedy BLEU curves of `pipeline.stats.curves`, for the extrapolation."""
     flat = {f"{m}@{s}": losses[m][s] for m in losses for s in steps}
     _check_same_sentences(flat)
     bs = LossBootstrap(flat, cfg.bootstrap_resamples, cfg.seed)

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from pipeline.config import CompareConfig
-from pipeline.curves import extrapolate, learning_curves
+from pipeline.stats.curves import extrapolate, learning_curves
 from pipeline.errors import PipelineError
 from pipeline.evaluate import write_lines
 

@@ -1,12 +1,12 @@
 """The report's words and table for the validation-loss learning curves (`curves.json` key "loss",
-made by `pipeline.loss_curves`): each MoE's lead over dense in nats, in dense steps, and the budget the
+made by `pipeline.stats.loss_curves`): each MoE's lead over dense in nats, in dense steps, and the budget the
 lead's trend gives for a BLEU gain (an extrapolation, labelled as one)."""
 
 from __future__ import annotations
 
 from typing import Optional
 
-from pipeline.markdown import md_table
+from pipeline.report.markdown import md_table
 
 
 def _conf(loss: dict) -> str:

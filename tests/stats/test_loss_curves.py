@@ -9,7 +9,7 @@ import pytest
 
 from pipeline.config import CompareConfig
 from pipeline.errors import PipelineError
-from pipeline.loss_curves import bleu_per_nat, extrapolate_lead, loss_curves, read_losses
+from pipeline.stats.loss_curves import bleu_per_nat, extrapolate_lead, loss_curves, read_losses
 
 DIRECTIONS = ("en-de", "de-en")
 CFG = CompareConfig(bootstrap_resamples=300, seed=5)
