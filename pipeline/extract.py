@@ -1,6 +1,6 @@
 """Sub-network extraction from a task-routed MoE, and loading whatever serves a direction.
 
-DESIGN §3 "Sub-network extraction": in a task-routed layer, task t always uses the same top-k experts
+docs/design.md §3 "Sub-network extraction": in a task-routed layer, task t always uses the same top-k experts
 e_1..e_k with weights w_1..w_k, so the layer is the dense FFN of width k · d_ff
     W_in = [W_in^{e_1}; …; W_in^{e_k}],  b_in = [b_in^{e_1}; …],
     W_out = [w_1 W_out^{e_1}, …, w_k W_out^{e_k}],  b_out = Σ w_i b_out^{e_i}

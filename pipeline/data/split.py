@@ -1,4 +1,4 @@
-"""Splits by a salted hash of the verse id, so a verse lands in the same split in every language (DESIGN §4).
+"""Splits by a salted hash of the verse id, so a verse lands in the same split in every language (docs/design.md §5).
 
 Were the split drawn per language, a verse's English side could sit in the training data of en-de and in
 the test set of en-fr, and the model would have seen the reference. Here the test and valid verses are

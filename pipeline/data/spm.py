@@ -1,4 +1,4 @@
-"""The one SentencePiece model all languages share (DESIGN §2: shared vocabulary, `<2xx>` target tags).
+"""The one SentencePiece model all languages share (docs/design.md §2: shared vocabulary, `<2xx>` target tags).
 
 Unigram model; ids pad=0, unk=1, bos=2, eos=3; `<2xx>` for every language (pivot included) are
 user-defined symbols, so a tag is always one piece. Trained from an iterator into memory on one thread:

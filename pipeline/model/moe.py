@@ -7,7 +7,7 @@ MoE layer (GShard; Kudugunta et al. 2021 Sec 3): `y = Σ_{e in top-k} G_e(x) · 
 `FFN_e(x) = W_out^e ReLU(W_in^e x + b_in^e) + b_out^e`. Dispatch is dropless by default: each token is
 sent to its k experts, grouped by expert (one matmul pair per expert on CPU, one batched matmul over
 padded groups on GPU), so a sentence's output does not depend on what else is in the batch
-(DESIGN §3 Dispatch). `capacity_factor > 0` switches on
+(docs/design.md §3 Dispatch). `capacity_factor > 0` switches on
 GShard-style dropping during training only: an assignment beyond its expert's capacity contributes
 0 (the token passes through the residual). At inference every token always reaches its experts.
 

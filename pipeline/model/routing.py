@@ -84,7 +84,7 @@ def unit_weights(units: Tensor) -> Tensor:
 
 
 def top_k_gating(logits: Tensor, top_k: int) -> Gating:
-    """softmax, the top-k experts, their weights renormalised to sum to 1 (DESIGN §3 Router)."""
+    """softmax, the top-k experts, their weights renormalised to sum to 1 (docs/design.md §3 Router)."""
     probs = logits.float().softmax(dim=-1)
     top_probs, expert_index = probs.topk(top_k, dim=-1)
     weights = top_probs / top_probs.sum(dim=-1, keepdim=True)
@@ -100,7 +100,7 @@ def random_expert_keep(weights: Tensor, draws: Tensor) -> Tensor:
 
 
 def balance_loss(gating: Gating, unit_weight: Tensor) -> Tensor:
-    """Switch/GShard load balancing `E · Σ_e f_e · P_e` over routing units (DESIGN §3).
+    """Switch/GShard load balancing `E · Σ_e f_e · P_e` over routing units (docs/design.md §3).
 
     f_e: fraction of the units' k choices that went to e (all k counted, divided by k);
     P_e: mean router probability of e. 1 for perfectly uniform routing, up to E when one expert takes all.

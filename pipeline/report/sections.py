@@ -223,9 +223,8 @@ def gains_section(inputs: Inputs) -> str:
                 f"control): this difference is what the teacher adds beyond training as long.\n",
                 md_table(["difference"] + [f"Δ {group_label(g, pivot)} [CI]" for g in GROUPS]
                          + ["p (avg)", "significant"], [row])]
-        words = _student_words(inputs, f"{conf:.0%}")
-        if words:
-            out.append("\n" + " ".join(words))
+    if roles.student in c["systems"]:
+        out.append("\n" + " ".join(_student_words(inputs, f"{conf:.0%}")))
     if not c["fractions"]:
         out.append(f"\nFractions of gains preserved: not available ({roles.student} / {roles.sub} or the "
                    "reference systems were not evaluated).")

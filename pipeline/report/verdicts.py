@@ -25,7 +25,8 @@ from typing import Optional
 from pipeline.report.inputs import Inputs
 from pipeline.stats.compare import PAPER
 
-NO_RESULT = "no result"
+NO_RESULT = "no result"  # the model's translations are degenerate
+NOT_MEASURED = "not measured"  # the model, or the file, is missing
 
 
 @dataclass(frozen=True)
@@ -78,9 +79,11 @@ def gain_verdict(inputs: Inputs, name: str, key: str, question: str, paper: str)
     roles, c = inputs.roles, inputs.compare
     broken = inputs.degenerate(name) or inputs.degenerate(roles.baseline)
     gain = inputs.avg("vs_baseline", name)
-    if broken or gain is None:
-        why = broken or f"{name} was not evaluated"
-        return Verdict(key, question, paper, None, None, None, "BLEU", NO_RESULT, None, _covers(inputs, False), why)
+    if broken:
+        return Verdict(key, question, paper, None, None, None, "BLEU", NO_RESULT, None, _covers(inputs, False), broken)
+    if gain is None:
+        return Verdict(key, question, paper, None, None, None, "BLEU", NOT_MEASURED, None, "n/a",
+                       f"{name} was not evaluated")
     over = ((c.get("across_seeds") or {}).get("gains") or {}).get(name)
     min_gain = inputs.setup.get("min_reference_gain", 0.0)
     if over:
@@ -109,16 +112,18 @@ def gain_verdict(inputs: Inputs, name: str, key: str, question: str, paper: str)
 def fraction_verdict(inputs: Inputs, reference_label: str, key: str, question: str) -> Verdict:
     roles = inputs.roles
     paper_value = PAPER["table2"][f"fraction_student_vs_{reference_label}"]
-    paper = f"{100 * paper_value:.1f}%" + (" (the paper's headline)" if reference_label == "task_moe" else
-                                           " (from the paper's Table 2)")
+    paper = ("32.25% (the paper's headline)" if reference_label == "task_moe" else
+             f"{100 * paper_value:.1f}% (from the paper's Table 2)")
     frac = inputs.avg("fractions", f"{roles.student}_vs_{reference_label}")
     reference = roles.references[reference_label]
     covers = _covers(inputs, False)
     broken = next((inputs.degenerate(m) for m in (roles.student, reference, roles.baseline)
                    if inputs.degenerate(m)), None)
-    if broken or frac is None:
-        why = broken or f"{roles.student} or {reference} was not evaluated"
-        return Verdict(key, question, paper, None, None, None, "%", NO_RESULT, None, covers, why)
+    if broken:
+        return Verdict(key, question, paper, None, None, None, "%", NO_RESULT, None, covers, broken)
+    if frac is None:
+        return Verdict(key, question, paper, None, None, None, "%", NOT_MEASURED, None, "n/a",
+                       f"{roles.student} or {reference} was not evaluated")
     status = frac.get("status") or ("ok" if frac.get("value") is not None else "undefined")
     why = frac.get("reason") or frac.get("undefined")
     if status == "undefined":
@@ -143,10 +148,12 @@ def control_verdict(inputs: Inputs) -> Verdict:
     paper = "not measured (the paper has no equal-steps control)"
     broken = inputs.degenerate(roles.student) or inputs.degenerate(roles.control)
     diff = inputs.avg("vs_control", roles.student)
-    if broken or diff is None:
-        why = broken or f"{roles.student} or {roles.control} was not evaluated"
+    if broken:
         return Verdict("student_vs_control", question, paper, None, None, None, "BLEU", NO_RESULT, None,
-                       _covers(inputs, False), why)
+                       _covers(inputs, False), broken)
+    if diff is None:
+        return Verdict("student_vs_control", question, paper, None, None, None, "BLEU", NOT_MEASURED, None,
+                       "n/a", f"{roles.student} or {roles.control} was not evaluated")
     over = ((c.get("across_seeds") or {}).get("vs_control") or {}).get(roles.student)
     if over:
         value, low, high, covers = over["mean"], over["seed_low"], over["seed_high"], _covers(inputs, True)
@@ -191,7 +198,7 @@ def speed_verdict(inputs: Inputs) -> Verdict:
     ref = (models.get(roles.teacher) or {}).get("peak_tokens_per_second")
     sub = (models.get(roles.sub) or {}).get("peak_tokens_per_second")
     if not ref or not sub:
-        return Verdict("sub_speedup", question, paper, None, None, None, "x", "not measured", None, "n/a",
+        return Verdict("sub_speedup", question, paper, None, None, None, "x", NOT_MEASURED, None, "n/a",
                        "reports/benchmark.json lacks the teacher or the sub-networks")
     ratio = sub / ref
     same = [models[m]["peak_tokens_per_second"] / ref for m in (roles.baseline, roles.student, roles.control)
@@ -233,9 +240,9 @@ def answer(verdicts: list[Verdict], inputs: Inputs) -> str:
     exact = v["sub_equals_task_moe"].holds
     sub = ("the task-MoE's sub-networks keep all of its gain (they are exact)" if exact
            else "the sub-networks' equivalence is not established")
-    if any(f.verdict.startswith(NO_RESULT) for f in fractions) or v["teacher_gain"].value is None:
-        broken = next(x.why for x in verdicts if x.verdict.startswith(NO_RESULT))
-        return f"No answer: {broken}."
+    broken = next((x.why for x in verdicts if x.verdict.startswith(NO_RESULT)), None)
+    if broken:
+        return f"No answer: {broken}, so this run has no result to compare."
     usable = [f for f in fractions if f.value is not None and f.holds is not None]
     if not usable:
         reasons = "; ".join(f"{f.question.lower()}: {f.verdict} ({f.why})" for f in fractions)

@@ -34,6 +34,30 @@ def test_cross_entropy_ignores_padding():
     assert n.item() == 2 and total.item() == pytest.approx(expected.item(), rel=1e-6)
 
 
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_the_fused_cross_entropy_equals_pytorchs_in_value_and_gradient(smoothing, monkeypatch):
+    """Several chunks (a chunk size of 7 rows), padding rows, a vocabulary wider than a chunk."""
+    from pipeline.train.losses import SmoothedCrossEntropy
+
+    monkeypatch.setattr(SmoothedCrossEntropy, "CHUNK", 7)
+    torch.manual_seed(3)
+    logits = (4 * torch.randn(3, 11, 50)).requires_grad_()
+    target = torch.randint(1, 50, (3, 11))
+    target[0, 6:] = 0
+    target[2, 2:] = 0
+    total, n = token_cross_entropy(logits, target, pad_id=0, label_smoothing=smoothing)
+    (total * 0.5).backward()
+    mine = logits.grad.clone()
+    logits.grad = None
+    expected = F.cross_entropy(logits.flatten(0, 1), target.flatten(), ignore_index=0,
+                               label_smoothing=smoothing, reduction="sum")
+    (expected * 0.5).backward()
+    assert n.item() == int((target != 0).sum())
+    assert total.item() == pytest.approx(expected.item(), rel=1e-6)
+    assert torch.allclose(mine, logits.grad, atol=1e-6)
+    assert mine[0, 6:].abs().max() == 0  # padding rows get no gradient
+
+
 def test_inverse_sqrt_schedule_warms_up_then_decays():
     factors = [inverse_sqrt_schedule(s, 100) for s in range(400)]
     assert factors[0] == pytest.approx(0.01)

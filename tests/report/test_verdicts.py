@@ -1,0 +1,172 @@
+"""The report's first screen as data: each verdict from compare.json-shaped inputs (pipeline.report.verdicts)."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeline.report.inputs import Inputs
+from pipeline.report.verdicts import answer, compute, format_p, headline_metrics
+from pipeline.roles import Roles
+
+
+def diff(value, low, high, p=0.001):
+    return {"diff": value, "low": low, "high": high, "p_value": p, "significant": low > 0 or high < 0}
+
+
+def frac(value, low, high, status="ok", reason=None, confounded=None):
+    return {"value": value, "low": low, "high": high, "status": status, "reason": reason,
+            "confounded": confounded}
+
+
+def scoped(avg):
+    return {"groups": {"avg": avg}, "directions": {}}
+
+
+def make(teacher=(1.2, 0.9, 1.5), task=(1.6, 1.3, 1.9), student=(0.4, 0.2, 0.6), control=None,
+         fractions=None, roles=Roles(), seeds=None, evaluations=None, extract=None, benchmark=None):
+    bleu = {roles.baseline: 10.0, roles.teacher: 10 + teacher[0], roles.task_moe: 10 + task[0],
+            roles.sub: 10 + task[0], roles.student: 10 + student[0]}
+    if control is not None:
+        bleu[roles.control] = 10 + student[0] - control[0]
+    compare = {
+        "setup": {"roles": roles.as_dict(), "confidence": 0.95, "min_reference_gain": 0.5,
+                  "max_fraction_ci_points": 100, "p_value_floor": 1 / 1001},
+        "systems": {m: scoped({"bleu": b, "low": b - 0.2, "high": b + 0.2}) for m, b in bleu.items()},
+        "vs_baseline": {roles.teacher: scoped(diff(*teacher)), roles.task_moe: scoped(diff(*task)),
+                        roles.sub: scoped(diff(*task)), roles.student: scoped(diff(*student))},
+        "vs_control": ({roles.student: {"control": roles.control, **scoped(diff(*control))}}
+                       if control is not None else {}),
+        "fractions": {f"{roles.student}_vs_{label}": scoped(f) for label, f in (fractions or {
+            "task_moe": frac(0.25, 0.12, 0.38), "teacher": frac(0.33, 0.17, 0.5)}).items()},
+    }
+    if seeds:
+        compare["across_seeds"] = seeds
+    return Inputs(compare=compare, evaluations=evaluations or {}, extract=extract, benchmark=benchmark)
+
+
+def by_key(inputs):
+    return {v.key: v for v in compute(inputs)}
+
+
+def test_gains_are_judged_by_their_intervals():
+    v = by_key(make(teacher=(1.2, 0.9, 1.5), task=(0.1, -0.1, 0.3)))
+    assert v["teacher_gain"].holds and v["teacher_gain"].verdict == "yes"
+    assert v["teacher_gain"].cell() == "+1.20 [+0.90, +1.50]"
+    assert v["task_moe_gain"].holds is False and v["task_moe_gain"].verdict.startswith("not shown")
+    assert "test sentences only" in v["teacher_gain"].covers
+    v = by_key(make(teacher=(-0.6, -0.9, -0.3)))
+    assert v["teacher_gain"].verdict == "no: dense is better" and v["teacher_gain"].holds is False
+    # significant but under compare.min_reference_gain: a gain, too small to divide by
+    v = by_key(make(teacher=(0.15, 0.04, 0.25)))
+    assert v["teacher_gain"].holds and "under the 0.5 BLEU a fraction needs" in v["teacher_gain"].verdict
+
+
+def test_fractions_keep_compares_status_and_meet_the_paper():
+    v = by_key(make())
+    assert v["fraction_vs_task_moe"].verdict == "consistent with the paper's 32%"  # 32.25% in [12%, 38%]
+    assert v["fraction_vs_task_moe"].cell() == "25% [12%, 38%]"
+    assert v["fraction_vs_teacher"].verdict == "consistent with the paper's 43%"
+    fractions = {"task_moe": frac(0.9, 0.7, 1.1), "teacher": frac(0.05, -0.1, 0.2)}
+    v = by_key(make(fractions=fractions))
+    assert v["fraction_vs_task_moe"].verdict == "keeps more than the paper's 32%"
+    assert v["fraction_vs_teacher"].verdict == "keeps less than the paper's 43%"
+    fractions = {"task_moe": frac(None, None, None, "undefined", "task_moe's gain over dense is not significant"),
+                 "teacher": frac(6.05, 3.62, 18.9, "not_informative", "token_moe's gain ... below")}
+    v = by_key(make(fractions=fractions))
+    assert v["fraction_vs_task_moe"].verdict == "undefined" and v["fraction_vs_task_moe"].value is None
+    assert "not significant" in v["fraction_vs_task_moe"].why
+    assert v["fraction_vs_teacher"].verdict == "not informative" and v["fraction_vs_teacher"].holds is None
+
+
+def test_a_confounded_student_fraction_says_so():
+    fractions = {"task_moe": frac(0.25, 0.12, 0.38, confounded="dense_long ... beats student"),
+                 "teacher": frac(0.33, 0.17, 0.5, confounded="dense_long ... beats student")}
+    v = by_key(make(control=(-0.21, -0.33, -0.08), fractions=fractions))
+    assert v["fraction_vs_task_moe"].verdict.endswith("; confounded by extra training")
+    assert "beats student" in v["fraction_vs_task_moe"].why
+    control = v["student_vs_control"]
+    assert control.holds is False and control.verdict.startswith("no: dense_long is better")
+    assert control.cell() == "-0.21 [-0.33, -0.08]"
+
+
+def test_with_extra_seeds_the_gains_rest_on_the_interval_over_seeds():
+    seeds = {"seeds": [1, 2, 3], "gains": {
+        "token_moe": {"mean": 1.1, "seed_low": 0.6, "seed_high": 1.6, "sentence_low": 0.9, "sentence_high": 1.3},
+        "task_moe": {"mean": 0.3, "seed_low": -0.4, "seed_high": 1.0, "sentence_low": 0.1, "sentence_high": 0.5}},
+        "vs_control": {"student": {"mean": -0.2, "seed_low": -0.3, "seed_high": -0.1,
+                                   "sentence_low": -0.3, "sentence_high": -0.1}}}
+    v = by_key(make(control=(-0.21, -0.33, -0.08), seeds=seeds))
+    assert v["teacher_gain"].verdict == "yes, across 3 seeds" and v["teacher_gain"].value == 1.1
+    assert (v["teacher_gain"].low, v["teacher_gain"].high) == (0.6, 1.6)
+    assert v["teacher_gain"].covers == "95% t-interval over 3 training seeds"
+    # significant in the main run, but retraining moves it across 0
+    assert v["task_moe_gain"].holds is False and "not distinguishable from 0" in v["task_moe_gain"].verdict
+    assert v["student_vs_control"].covers == "95% t-interval over 3 training seeds"
+    assert v["fraction_vs_task_moe"].covers.endswith("one training run")  # fractions: the main seed's
+
+
+def test_a_model_with_degenerate_translations_has_no_result():
+    evaluations = {"student": {"hypotheses": {"degenerate": "10,000 of 10,000 test translations are empty"}}}
+    inputs = make(control=(0.1, -0.1, 0.3), evaluations=evaluations)
+    v = by_key(inputs)
+    for key in ("fraction_vs_task_moe", "fraction_vs_teacher", "student_vs_control"):
+        assert v[key].verdict == "no result" and v[key].value is None and "are empty" in v[key].why
+        assert v[key].cell() == "no result"
+    assert v["teacher_gain"].verdict == "yes"  # the teacher's own result stands
+    assert answer(compute(inputs), inputs).startswith("No answer: 10,000 of 10,000 test translations are empty")
+
+
+def test_roles_name_the_teacher():
+    roles = Roles(teacher="task_moe")
+    v = by_key(make(roles=roles))
+    assert v["teacher_gain"].question == "Does the teacher (task_moe) beat dense? (BLEU)"
+    assert v["sub_speedup"].question == "How fast do the sub-networks serve, against task_moe?"
+
+
+def test_sub_network_equivalence_and_speed_need_their_evidence():
+    v = by_key(make())
+    assert v["sub_equals_task_moe"].verdict == "not checked" and v["sub_speedup"].verdict == "not measured"
+    extract = {"max_abs_logit_diff": 6.7e-6, "tolerance": 1e-4, "verify_sentences": 16}
+    speeds = {"dense": 1180, "token_moe": 1000, "task_moe_sub": 1100, "student": 1070, "dense_long": 1090}
+    benchmark = {"device": "cpu", "models": {m: {"peak_tokens_per_second": s} for m, s in speeds.items()}}
+    v = by_key(make(extract=extract, benchmark=benchmark))
+    assert v["sub_equals_task_moe"].holds and v["sub_equals_task_moe"].verdict.startswith("yes: max |Δ logit| 6.7e-06")
+    assert "same test BLEU" in v["sub_equals_task_moe"].verdict
+    speed = v["sub_speedup"]  # 1.10x, while identical architectures spread 1.07x-1.18x: noise
+    assert speed.value == pytest.approx(1.10) and speed.low == pytest.approx(0.055)
+    assert speed.holds is False and speed.verdict == "no speed-up beyond the benchmark's noise"
+    benchmark["models"]["task_moe_sub"]["peak_tokens_per_second"] = 1870
+    assert by_key(make(extract=extract, benchmark=benchmark))["sub_speedup"].holds is True
+
+
+def test_the_answer_says_what_this_run_can_and_cannot_conclude():
+    inputs = make(extract={"max_abs_logit_diff": 1e-6, "tolerance": 1e-4})
+    text = answer(compute(inputs), inputs)
+    assert text.startswith("Distillation keeps 25% [12%, 38%] of the task-MoE's gain")
+    assert "sub-networks keep all of its gain (they are exact)" in text
+    fractions = {"task_moe": frac(None, None, None, "undefined", "task_moe's gain is not significant"),
+                 "teacher": frac(6.05, 3.62, 18.9, "not_informative", "below compare.min_reference_gain")}
+    inputs = make(fractions=fractions, extract={"max_abs_logit_diff": 1e-6, "tolerance": 1e-4})
+    text = answer(compute(inputs), inputs)
+    assert text.startswith("This run cannot say how much of the gain distillation keeps")
+    assert "undefined (task_moe's gain is not significant)" in text and "not informative" in text
+
+
+def test_headline_metrics_are_few_and_come_from_the_verdicts():
+    inputs = make(control=(-0.21, -0.33, -0.08))
+    inputs.train = {"dense": {"val_loss": 3.58}, "token_moe": {"val_loss": 3.55}, "student": {"val_loss": 3.6}}
+    metrics = headline_metrics(compute(inputs), inputs)
+    flat = {f"{k}.{kk}" if isinstance(v, dict) else k: None for k, v in metrics.items()
+            for kk in (v if isinstance(v, dict) else [None])}
+    assert len(flat) <= 32
+    assert metrics["teacher_gain"] == 1.2 and (metrics["teacher_gain_lo"], metrics["teacher_gain_hi"]) == (0.9, 1.5)
+    assert metrics["kept_of_task_moe"] == 25.0 and metrics["kept_of_task_moe_lo"] == 12.0  # percent
+    assert metrics["student_vs_control"] == -0.21 and metrics["seeds"] == 1
+    assert metrics["val_loss"] == {"dense": 3.58, "token_moe": 3.55}  # the compared trainings only
+    assert metrics["sub_speedup"] is None  # not measured: null, not 0
+
+
+@pytest.mark.parametrize("p, floor, text", [(0.000999, 1 / 1001, "< 0.001"), (0.0099, 1 / 101, "< 0.01"),
+                                            (0.004, 1 / 1001, "= 0.004"), (0.5, 1 / 1001, "= 0.500")])
+def test_p_values_at_the_bootstrap_floor_print_as_a_bound(p, floor, text):
+    assert format_p(p, floor) == text
