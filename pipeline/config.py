@@ -230,12 +230,12 @@ def _load(path: Path, profile: Optional[str] = None) -> tuple[Params, DictConfig
                                                               Optional[Path]]:
     raw = _read_yaml(path)
     name = profile or raw.get("profile", "default")
+    profile_path = path.parent / "profiles" / f"{name}.yaml"
+    if name != "default" and not profile_path.exists():
+        raise ConfigError(f"{path}: profile: no such profile {name!r} (expected {profile_path})")
     own = _merge(path, [raw], source=str(path))  # params.yaml alone: its own values are checked too
     if name == "default":
         return own, raw, None, None
-    profile_path = path.parent / "profiles" / f"{name}.yaml"
-    if not profile_path.exists():
-        raise ConfigError(f"{path}: profile: no such profile {name!r} (expected {profile_path})")
     layer = _read_yaml(profile_path)
     for key in TEMPLATED_KEYS:
         if OmegaConf.select(layer, key, default=None) is not None:

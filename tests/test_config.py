@@ -123,19 +123,29 @@ def test_stage_prints_one_line_error_and_exits_nonzero(tmp_path):
     assert not (tmp_path / "m").exists()
 
 
-def test_every_param_dvc_yaml_declares_is_in_params_yaml():
-    """DVC refuses a stage whose declared param is missing from params.yaml (defaults don't count)."""
+def test_every_param_dvc_yaml_declares_is_in_the_resolved_settings():
+    """DVC refuses a stage whose declared param is missing from its params file: every stage's sections of
+    reports/params.yaml (the config stage's record: all settings, defaults included) must exist."""
+    from pipeline.config import resolve
+
+    record, _ = resolve(ROOT / "params.yaml")
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
     for name, stage in stages.items():
         body = stage.get("do", stage)
-        keys = {"key": next(iter(params["models"]))} if "foreach" in stage else {}
-        for key in body.get("params", []):
-            key = key.replace("${key}", keys.get("key", "")).replace("${item}", "x")
-            node = params
-            for part in key.split("."):
-                assert isinstance(node, dict) and part in node, f"stage {name}: {key} not in params.yaml"
-                node = node[part]
+        for entry in body.get("params", []):
+            assert isinstance(entry, dict) and len(entry) == 1, f"stage {name}: params must name their file"
+            (path, keys), = entry.items()
+            if path == "params.yaml":  # the config stage reads the whole of it
+                assert name == "config" and keys is None, f"stage {name} depends on params.yaml directly"
+                continue
+            assert path == "reports/params.yaml", f"stage {name}: params from {path}"
+            for key in keys or []:
+                key = key.replace("${key}", next(iter(raw["models"])))
+                node = record
+                for part in key.split("."):
+                    assert isinstance(node, dict) and part in node, f"stage {name}: {key} not in {path}"
+                    node = node[part]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -146,7 +156,8 @@ def _pair(tmp_path, params: str, profile: str):
     (tmp_path / "profiles").mkdir(exist_ok=True)
     (tmp_path / "profiles" / "mine.yaml").write_text(profile)
     base = yaml.safe_load((ROOT / "params.yaml").read_text())
-    base.update(yaml.safe_load(params) or {})
+    for section, values in (yaml.safe_load(params) or {}).items():  # one level deep, as the tests need
+        base[section] = {**base.get(section, {}), **values} if isinstance(values, dict) else values
     base["profile"] = "mine"
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(base))
     return tmp_path / "params.yaml"

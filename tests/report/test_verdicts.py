@@ -133,7 +133,7 @@ def test_sub_network_equivalence_and_speed_need_their_evidence():
     assert v["sub_equals_task_moe"].holds and v["sub_equals_task_moe"].verdict.startswith("yes: max |Δ logit| 6.7e-06")
     assert "same test BLEU" in v["sub_equals_task_moe"].verdict
     speed = v["sub_speedup"]  # 1.10x, while identical architectures spread 1.07x-1.18x: noise
-    assert speed.value == pytest.approx(1.10) and speed.low == pytest.approx(0.055)
+    assert speed.value == pytest.approx(1.10) and speed.low == pytest.approx(0.11)
     assert speed.holds is False and speed.verdict == "no speed-up beyond the benchmark's noise"
     benchmark["models"]["task_moe_sub"]["peak_tokens_per_second"] = 1870
     assert by_key(make(extract=extract, benchmark=benchmark))["sub_speedup"].holds is True
