@@ -35,7 +35,8 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def atomic_file(path: str | Path, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[Any]:
+def atomic_file(path: str | Path, mode: str = "w", encoding: str | None = "utf-8",
+                newline: str | None = None) -> Iterator[Any]:
     """Open a temporary sibling of `path` for writing; rename it onto `path` when the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -43,7 +44,8 @@ def atomic_file(path: str | Path, mode: str = "w", encoding: str | None = "utf-8
     os.close(fd)
     os.chmod(tmp, 0o666 & ~umask_bits())  # mkstemp makes 0600
     try:
-        with open(tmp, mode, encoding=None if "b" in mode else encoding) as handle:
+        with open(tmp, mode, encoding=None if "b" in mode else encoding,
+                  newline=None if "b" in mode else newline) as handle:
             yield handle
     except BaseException:
         os.unlink(tmp)

@@ -39,9 +39,11 @@ def job_for(params, name, corpus, tmp_path, tag):
 def test_training_lowers_validation_loss_and_writes_outputs(params, tiny_corpus, tmp_path):
     params.train.max_steps = 40
     metrics = api.train_model(params, "task_moe", tiny_corpus, tmp_path / "m", tmp_path / "r")
-    curves = [line.split(",") for line in (tmp_path / "r" / "curves.csv").read_text().splitlines()[1:]]
-    val = [float(row[2]) for row in curves if row[2]]
+    curves = [line.split(",") for line in (tmp_path / "r" / "val_curve.csv").read_text().splitlines()[1:]]
+    val = [float(row[1]) for row in curves]
     assert len(val) == 4 and val == sorted(val, reverse=True) and val[-1] < val[0] - 0.25
+    train = (tmp_path / "r" / "train_curve.csv").read_text().splitlines()
+    assert train[0] == "step,train_loss,lr" and len(train) > 4 and all(row.split(",")[1] for row in train[1:])
     assert metrics["steps"] == 40 and metrics["tokens_per_second"] > 0
     assert metrics["params_experts"] > 0 and metrics["params_active_per_token"] < metrics["params_total"]
     reloaded = load_checkpoint(tmp_path / "m")
@@ -169,8 +171,8 @@ def test_validation_translations_feed_the_learning_curves(params, tiny_corpus, t
                        .read_text(encoding="utf-8").splitlines()) == 4
     # every validation sentence's loss beside them, in corpus order: the pooled mean is val_loss
     valid = load_split(tiny_corpus, "valid")
-    curve = [line.split(",") for line in (reports / "token_moe" / "curves.csv").read_text().splitlines()[1:]]
-    val_loss = {int(row[0]): float(row[2]) for row in curve if row[2]}
+    curve = [line.split(",") for line in (reports / "token_moe" / "val_curve.csv").read_text().splitlines()[1:]]
+    val_loss = {int(row[0]): float(row[1]) for row in curve}
     vocab = api.load_vocab(tiny_corpus)
     for step in index["steps"]:
         losses = json.loads((reports / "token_moe" / "val_hyps" / f"{step:07d}" / "losses.json")
@@ -180,7 +182,7 @@ def test_validation_translations_feed_the_learning_curves(params, tiny_corpus, t
             assert losses[direction]["tokens"] == [len(vocab.encode_target(p.target)) for p in pairs]
         nll = sum(sum(v["nll"]) for v in losses.values())
         tokens = sum(sum(v["tokens"]) for v in losses.values())
-        assert nll / tokens == pytest.approx(val_loss[step - 10], abs=1e-4)  # curves.csv: its own steps
+        assert nll / tokens == pytest.approx(val_loss[step], abs=1e-4)  # the curve counts the warm start too
     study = learning_curves(reports, tiny_corpus, ["dense", "token_moe"], params.compare)
     assert study["setup"]["steps"] == [10, 20, 30]
     # step 10 is the shared warm start: the same translations, no difference
@@ -222,3 +224,28 @@ def test_validation_does_not_change_the_training_trajectory(params, tiny_corpus,
         weights[val_every] = {k: v.clone() for k, v in job.model.state_dict().items()}
     assert weights[3].keys() == weights[12].keys()
     assert all(torch.equal(weights[3][k], weights[12][k]) for k in weights[3])
+
+
+def test_rerunning_a_finished_run_republishes_its_weights_and_metrics(params, tiny_corpus, tmp_path):
+    """`dvc repro -f` of a finished training: the same weights and metrics, no zero-step run with NaN."""
+    params.train.max_steps = 10
+    first = api.train_model(params, "dense", tiny_corpus, tmp_path / "m", tmp_path / "r")
+    weights = (tmp_path / "m" / "model.safetensors").read_bytes()
+    for path in (tmp_path / "m", tmp_path / "r"):  # DVC removes a stage's outputs before it reruns it
+        import shutil
+
+        shutil.rmtree(path)
+    again = api.train_model(params, "dense", tiny_corpus, tmp_path / "m", tmp_path / "r")
+    assert again == first and again["tokens_per_second"] > 0 and again["val_loss"] == again["val_loss"]
+    assert (tmp_path / "m" / "model.safetensors").read_bytes() == weights
+    assert json.loads((tmp_path / "r" / "metrics.json").read_text()) == first
+    assert (tmp_path / "r" / "val_curve.csv").read_text().count("\n") == 2  # header and step 10
+
+
+def test_a_run_at_its_last_step_without_its_record_starts_over(params, tiny_corpus, tmp_path):
+    params.train.max_steps = 10
+    job = job_for(params, "dense", tiny_corpus, tmp_path, "a")
+    fit(job)
+    (job.resume_dir / "final.json").unlink()  # killed after the last step, before the record was written
+    metrics = fit(job_for(params, "dense", tiny_corpus, tmp_path, "a"))
+    assert metrics["steps"] == 10 and metrics["resumed_from_step"] == 0 and metrics["tokens_per_second"] > 0
