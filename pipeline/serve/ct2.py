@@ -358,7 +358,7 @@ def load_translator(folder: str | Path, quantization: str, device: str = "cpu", 
     try:
         return ctranslate2.Translator(str(folder), device=device, compute_type=COMPUTE_TYPES[quantization],
                                       inter_threads=1, intra_threads=threads)
-    except (RuntimeError, ValueError, OSError) as exc:
+    except Exception as exc:  # the library raises RuntimeError, IndexError, ... for a damaged model.bin
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise PipelineError(f"{folder}: cannot load the CTranslate2 model ({reason})") from None
 
