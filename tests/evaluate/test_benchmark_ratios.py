@@ -34,7 +34,7 @@ def test_ratios_to_token_moe(tmp_path, monkeypatch, token_moe_speed, expected):
     monkeypatch.setattr(benchmark, "benchmark_model",
                         lambda model, *args: {"peak_tokens_per_second": speeds[model.name]})
     result = benchmark.run_benchmark(tmp_path / "models", ["dense", "token_moe"], tmp_path,
-                                     BenchmarkConfig(), DecodeConfig())
+                                     BenchmarkConfig(ctranslate2=[]), DecodeConfig())
     assert result["ratios_vs_token_moe"] == expected
     assert result["wall_seconds"] > 0  # the report's wall-time table reads it
     assert result["models"]["dense"]["resident_params"] == 6 and result["models"]["dense"]["params_total"] == 6
