@@ -294,7 +294,7 @@ def ctranslate2_rows(models_dir: Path, names: list[str], corpus_dir: Path, vocab
                 pairs = corpus_test_pairs(corpus_dir, max_sentences=bleu_max_sentences)
                 pairs = {d: p for d, p in pairs.items() if d in export.index["routes"]}
                 bleu = export_bleu(export, pairs, decode_cfg)
-                greedy = compare_with_pytorch(folder, export, bench_pairs, vocab)
+                greedy = compare_with_pytorch(folder, export, bench_pairs, vocab, decode_cfg)  # greedy
                 row = {"engine": "ctranslate2", "base_model": name, "quantization": quantization,
                        "compute_type": COMPUTE_TYPES[quantization], "device": ct2_device, "threads": threads,
                        **figures,

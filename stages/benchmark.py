@@ -22,6 +22,7 @@ def _main(argv=None):
     result = run_benchmark(args.models_dir, params.evaluate.models, args.corpus, params.benchmark,
                            params.evaluate.decode, params.evaluate.max_sentences)
     write_json(args.out, result)
+    width = max(map(len, [*result["models"], *result.get("ctranslate2", {}).get("skipped", {})]), default=0)
     for name, m in result["models"].items():
         ratio = result.get("ratios_vs_token_moe", {}).get(name)
         versus = f"{ratio:.2f}x token_moe" if ratio is not None else "no ratio to token_moe"
@@ -30,11 +31,11 @@ def _main(argv=None):
             greedy = m["greedy_vs_pytorch"]
             extra = (f", BLEU {m['bleu']:.2f}, {greedy['mismatches']} of {greedy['sentences']} greedy "
                      f"translations differ from PyTorch's")
-        print(f"{name:>24}: {m['peak_tokens_per_second']:9.0f} tokens/s peak (batch "
+        print(f"{name:>{width}}: {m['peak_tokens_per_second']:9.0f} tokens/s peak (batch "
               f"{m['best_batch_size']}), {versus}, {m['resident_params']:,} params resident, "
               f"{m['weights_mb']:.1f} MB{extra}")
     for name, reason in result.get("ctranslate2", {}).get("skipped", {}).items():
-        print(f"{name:>24}: no CTranslate2 row ({reason})")
+        print(f"{name:>{width}}: no CTranslate2 row ({reason})")
 
 
 main = stage_main(_main)

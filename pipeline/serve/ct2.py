@@ -76,14 +76,14 @@ def refusal(cfg, where: str) -> Optional[str]:
     head = (f"cannot export {where} to CTranslate2 exactly: CTranslate2's encoder-decoder Transformer "
             "has dense FFNs only, and")
     if dynamic and fused:
-        return (f"{head} this sub-network keeps the MoE layers of its {', '.join(dynamic)}: each token "
-                "picks its experts at run time, so extraction kept them; only a task-MoE routed by task "
-                "on both sides (or dense on one) has fully dense sub-networks (e.g. models.task_moe."
-                "encoder_routing: target)")
+        return (f"{head} this sub-network keeps the MoE layers of its {', '.join(dynamic)}: they pick "
+                "their experts from each input at run time, so extraction kept them; only a task-MoE "
+                "whose routed sides are all task-routed (e.g. models.task_moe: {encoder_routing: "
+                "target, decoder_routing: target}) has fully dense sub-networks")
     if dynamic:
-        return (f"{head} this model has MoE layers in its {', '.join(dynamic + task)}: a token-routed "
-                "layer picks its experts from each input at run time, which no dense network computes; "
-                "export the distilled student (models/student) or a dense model instead")
+        return (f"{head} this model has MoE layers in its {', '.join(dynamic + task)}: a token- or "
+                "sentence-routed layer picks its experts from each input at run time, which no dense "
+                "network computes; export the distilled student (models/student) or a dense model instead")
     return (f"{head} this task-MoE has not been extracted: its {', '.join(task)} layers hold every "
             "task's experts; export the extract stage's output (models/task_moe_sub), whose per-task "
             "sub-networks are dense")
@@ -246,7 +246,6 @@ def export_ctranslate2(model_dir: str | Path, out_dir: str | Path, vocab, quanti
     before anything is written."""
     import ctranslate2
 
-    from pipeline.extract import split_direction
     from pipeline.io import atomic_dir, write_json
     from pipeline.model.checkpoint import load_checkpoint, load_config
 
@@ -276,9 +275,7 @@ def export_ctranslate2(model_dir: str | Path, out_dir: str | Path, vocab, quanti
                            "checkpoint": str(folder), "max_positions": cfg.max_positions,
                            "parameters": model.parameter_count().total,
                            "weights_bytes": (target / "model.bin").stat().st_size}
-            for direction in directions:
-                split_direction(direction)
-                routes[direction] = key
+            routes.update({direction: key for direction in directions})
             log.info("exported %s (%s) to CTranslate2 %s", folder, ", ".join(directions), quantization)
         shutil.copyfile(vocab.path, tmp / VOCAB_FILE)
         tokens = vocab.tokens
