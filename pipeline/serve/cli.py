@@ -108,15 +108,17 @@ def read_lines(path: str) -> tuple[str, list[str]]:
 
 
 def _device(choice: str, engine: str) -> str:
-    if choice != "auto":
-        return choice
     if engine == "ctranslate2":
         import ctranslate2
 
-        return "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
-    import torch
+        has_cuda = ctranslate2.get_cuda_device_count() > 0
+    else:
+        import torch
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+        has_cuda = torch.cuda.is_available()
+    if choice == "cuda" and not has_cuda:
+        raise PipelineError(f"--device cuda: no CUDA device available to {engine}")
+    return choice if choice != "auto" else ("cuda" if has_cuda else "cpu")
 
 
 def translate_command(args: argparse.Namespace) -> None:

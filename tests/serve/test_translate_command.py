@@ -137,3 +137,11 @@ def test_the_console_script_is_declared(repo_root):
     assert module == "pipeline.serve.cli" and getattr(cli, attr) is cli.main
     assert "pipeline.serve" in project["tool"]["setuptools"]["packages"]
     assert any(d.startswith("ctranslate2") for d in project["project"]["dependencies"])
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has a CUDA device")
+def test_asking_for_a_missing_gpu_is_a_user_error(served, capsys, monkeypatch):
+    args = ["--model", str(served.models / "dense"), "--from", "en", "--to", "de", "--vocab",
+            str(served.corpus / "spm.model"), "--device", "cuda"]
+    assert run_main(args, b"Kaka to.\n", monkeypatch) == 2
+    assert capsys.readouterr().err == "error: --device cuda: no CUDA device available to pytorch\n"
