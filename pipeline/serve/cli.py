@@ -20,8 +20,6 @@ from pipeline.cli import stage_main
 from pipeline.config import DecodeConfig
 from pipeline.errors import PipelineError
 
-log = logging.getLogger("taskmoe")
-
 PROGRESS_FROM = 100  # sentences: a progress bar on stderr from this many on (unless --quiet)
 
 

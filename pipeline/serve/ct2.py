@@ -434,10 +434,6 @@ class ExportedModels:
         return results
 
 
-def is_export(folder: str | Path) -> bool:
-    return (Path(folder) / EXPORT_FILE).exists()
-
-
 # --------------------------------------------------------------------------------------------------
 # checks: exactness (float32 greedy) and quality (BLEU of any export)
 
