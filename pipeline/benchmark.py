@@ -8,10 +8,33 @@ Peak memory is the accelerator's peak allocation on GPU; on CPU no per-model fig
 process' peak RSS only grows across models), only the weights' size. MoE layers dispatch dropless and
 grouped at inference (`pipeline.model.moe.Experts`): no padded expert work is charged to any model.
 
+CTranslate2 rows (`benchmark.ctranslate2`: the quantizations, float32 and int8 by default): every model
+that has an exact dense form (dense, student, dense_long, and task_moe_sub when its sub-networks are fully
+dense; `pipeline.serve.ct2.refusal` says why another is skipped) is exported to a temporary folder and
+swept the same way: the same sentences, length-sorted batches, batch sizes, repeats, beam size, length
+limit (max_len_a * padded source length + max_len_b, capped by max_positions) and thread count
+(`intra_threads` = torch's threads on CPU). Beside its speed, each such row has its BLEU on the test set
+(every direction, `evaluate.max_sentences` pairs each, `evaluate.decode`'s beam and length penalty as
+CTranslate2 applies them) and its greedy translations of the benchmark sources compared with the PyTorch
+model's (float32: the exactness check, mismatches expected 0; int8: how many translations quantization
+changes); an int8 row also has its BLEU change against the float32 row.
+
 The JSON written (`reports/benchmark.json`) has this shape, which the report reads:
-{"direction", "device", "beam_size", "sentences", "models": {name: {"peak_tokens_per_second",
- "peak_sentences_per_second", "best_batch_size", "resident_params", "params_total", "weights_mb",
- "sweep": [{"batch_size", "tokens_per_second", "sentences_per_second", "peak_memory_mb", "seconds"}]}},
+{"direction", "device", "beam_size", "sentences",
+ "models": {name: {"engine": "pytorch" | "ctranslate2", "base_model": the models/ folder it serves,
+   "peak_tokens_per_second", "peak_sentences_per_second", "best_batch_size", "resident_params",
+   "params_total", "weights_mb",
+   "sweep": [{"batch_size", "tokens_per_second", "sentences_per_second", "peak_memory_mb", "seconds"}],
+   # CTranslate2 rows only, named "<base_model>+ct2-<quantization>", each after its base model's row:
+   "quantization": "float32" | "int8", "compute_type", "device", "threads",
+   "weights_mb" (the size of the model.bin serving `direction`),
+   "bleu": mean over directions, "bleu_directions": {direction: bleu}, "bleu_sentences",
+   "bleu_signature", "bleu_decode": {"beam_size", "length_penalty", "max_len_a", "max_len_b",
+   "max_sentences", "length_normalisation"},
+   "greedy_vs_pytorch": {"direction", "sentences", "mismatches", "first_mismatch"},
+   "bleu_change_vs_float32" (int8 rows, when a float32 row exists)}},
+ "ctranslate2": {"version", "quantizations", "device", "threads", "skipped": {name: reason}} (absent
+   when benchmark.ctranslate2 is []),
  "reference": the teacher (distill.teacher, the model the paper's serving ratio is against),
  "ratios_vs_reference": {name: ratio of peak tokens/s, None if the reference decoded nothing}}
 """
@@ -20,8 +43,10 @@ from __future__ import annotations
 
 import logging
 import statistics
+import tempfile
 import time
 from pathlib import Path
+from typing import Optional
 
 import torch
 from tqdm import tqdm
@@ -120,9 +145,12 @@ def benchmark_model(model, vocab, sources: list[str], src_lang: str, tgt_lang: s
 
 
 def run_benchmark(models_dir: Path, names: list[str], corpus_dir: Path, cfg: BenchmarkConfig,
-                  decode_cfg: DecodeConfig, reference: str = "token_moe") -> dict:
-    """Benchmark every deployable model in `names` on `cfg.direction`'s test sources; ratios of peak
-    throughput against `reference` (the teacher: `pipeline.roles.Roles.teacher`)."""
+                  decode_cfg: DecodeConfig, bleu_max_sentences: Optional[int] = None,
+                  reference: str = "token_moe") -> dict:
+    """Benchmark every deployable model in `names` on `cfg.direction`'s test sources (PyTorch rows, and
+    CTranslate2 rows for the quantizations of `cfg.ctranslate2`; `bleu_max_sentences`: test pairs per
+    direction for the CTranslate2 rows' BLEU, None = all); ratios of peak throughput against `reference`
+    (the teacher: `pipeline.roles.Roles.teacher`)."""
     from pipeline.data.corpus import read_pairs
     from pipeline.extract import load_deployable
     from pipeline.train.api import load_vocab
@@ -142,8 +170,16 @@ def run_benchmark(models_dir: Path, names: list[str], corpus_dir: Path, cfg: Ben
         figures["resident_params"] = sum(p.numel() for p in model.parameters())
         figures["weights_mb"] = sum(p.numel() * p.element_size() for p in model.parameters()) / 2**20
         figures["params_total"] = _total_params(deployable)
-        result["models"][name] = figures
+        result["models"][name] = {"engine": "pytorch", "base_model": name, **figures}
         model.to("cpu")
+    if getattr(cfg, "ctranslate2", None):
+        rows, result["ctranslate2"] = ctranslate2_rows(models_dir, names, corpus_dir, vocab, sources, cfg,
+                                                       decode_cfg, device, bleu_max_sentences)
+        ordered = {}
+        for name, row in result["models"].items():  # each engine's rows after its model's
+            ordered[name] = row
+            ordered.update({key: r for key, r in rows.items() if r["base_model"] == name})
+        result["models"] = ordered
     result["reference"] = reference
     ref = (result["models"].get(reference) or {}).get("peak_tokens_per_second")
     if ref is not None:  # None where the reference decoded no tokens at all (an untrained model)
@@ -165,3 +201,129 @@ def _device_name(device: torch.device) -> str:
     import platform
 
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+# --------------------------------------------------------------------------------------------------
+# CTranslate2 rows
+
+
+def _sweep(decode_batches, encoded: list[list[int]], cfg: BenchmarkConfig) -> dict:
+    """The batch-size sweep of `benchmark_model` for any engine: `decode_batches(batches) -> tokens`."""
+    sweep = []
+    for batch_size in sorted(set(min(b, len(encoded)) for b in cfg.batch_sizes)):
+        ids = sorted(encoded[: batch_size * cfg.max_batches], key=len)  # as benchmark_model
+        batches = [ids[i : i + batch_size] for i in range(0, len(ids), batch_size)]
+        decode_batches(batches[:1])  # warm-up
+        times, tokens = [], 0
+        for _ in range(cfg.repeats):
+            start = time.perf_counter()
+            tokens = decode_batches(batches)
+            times.append(time.perf_counter() - start)
+        seconds = statistics.median(times)
+        sweep.append({"batch_size": batch_size, "tokens_per_second": tokens / seconds,
+                      "sentences_per_second": len(ids) / seconds, "peak_memory_mb": None,
+                      "seconds": seconds})
+    best = max(sweep, key=lambda r: r["tokens_per_second"])
+    return {"peak_tokens_per_second": best["tokens_per_second"],
+            "peak_sentences_per_second": best["sentences_per_second"],
+            "best_batch_size": best["batch_size"], "sweep": sweep}
+
+
+def benchmark_ctranslate2(export, vocab, sources: list[str], src_lang: str, tgt_lang: str,
+                          cfg: BenchmarkConfig, decode_cfg: DecodeConfig) -> dict:
+    """`benchmark_model` for an export (`pipeline.serve.ct2.ExportedModels`): the same batches and limits.
+
+    The sources are turned into pieces before the clock starts, as the PyTorch sweep pads its id
+    tensors before it; a hypothesis' tokens are its pieces (eos excluded)."""
+    from pipeline.serve.ct2 import decode_options, decode_pieces
+
+    translator = export.translator_for(src_lang, tgt_lang)
+    max_positions = int(export.entry(src_lang, tgt_lang)["max_positions"])
+    tokens = vocab.tokens
+    options = decode_options(tokens, vocab.pad_id, vocab.bos_id)
+    encoded = [[tokens[i] for i in vocab.encode_source(s, tgt_lang)] for s in sources]
+
+    def decode_batches(batches) -> int:
+        generated = 0
+        for rows in batches:
+            width = max(len(r) for r in rows)
+            limit = max(1, min(int(decode_cfg.max_len_a * width + decode_cfg.max_len_b), max_positions))
+            hyps = decode_pieces(translator, rows, [limit] * len(rows), cfg.beam_size,
+                                 decode_cfg.length_penalty, options)
+            generated += sum(len(h) for h in hyps)
+        return generated
+
+    return _sweep(decode_batches, encoded, cfg)
+
+
+def ctranslate2_rows(models_dir: Path, names: list[str], corpus_dir: Path, vocab, sources: list[str],
+                     cfg: BenchmarkConfig, decode_cfg: DecodeConfig, device,
+                     bleu_max_sentences: Optional[int]) -> tuple[dict, dict]:
+    """({"<name>+ct2-<quantization>": row}, the run's "ctranslate2" record) for every model of `names`
+    that exports exactly; the others are listed under "skipped" with the reason."""
+    import ctranslate2
+    import torch
+
+    from pipeline.data.corpus import read_pairs
+    from pipeline.extract import load_deployable
+    from pipeline.serve.ct2 import (
+        COMPUTE_TYPES, QUANTIZATIONS, ExportedModels, ExportRefused, compare_with_pytorch, corpus_test_pairs,
+        export_bleu, export_ctranslate2,
+    )
+
+    src_lang, tgt_lang = cfg.direction.split("-")
+    ct2_device = "cuda" if device.type == "cuda" and ctranslate2.get_cuda_device_count() > 0 else "cpu"
+    threads = torch.get_num_threads() if ct2_device == "cpu" else 0
+    record = {"version": ctranslate2.__version__, "quantizations": list(cfg.ctranslate2),
+              "device": ct2_device, "threads": threads, "skipped": {}}
+    bench_pairs = {cfg.direction: read_pairs(Path(corpus_dir) / "test" / f"{cfg.direction}.tsv")
+                   [: len(sources)]}
+    rows = {}
+    with tempfile.TemporaryDirectory(prefix="benchmark-ct2-") as tmp:
+        for name in names:
+            folder = Path(models_dir) / name
+            floats = None
+            for quantization in sorted(cfg.ctranslate2, key=QUANTIZATIONS.index):  # float32 first
+                out = Path(tmp) / f"{name}-{quantization}"
+                try:
+                    export_ctranslate2(folder, out, vocab, quantization)
+                except ExportRefused as exc:
+                    record["skipped"][name] = str(exc)
+                    log.info("ctranslate2: %s skipped: %s", name, exc)
+                    break
+                export = ExportedModels(out, device=ct2_device, threads=threads)
+                figures = benchmark_ctranslate2(export, vocab, sources, src_lang, tgt_lang, cfg, decode_cfg)
+                deployable = load_deployable(folder)
+                model = deployable.model_for(src_lang, tgt_lang)
+                pairs = corpus_test_pairs(corpus_dir, max_sentences=bleu_max_sentences)
+                pairs = {d: p for d, p in pairs.items() if d in export.index["routes"]}
+                bleu = export_bleu(export, pairs, decode_cfg)
+                greedy = compare_with_pytorch(folder, export, bench_pairs, vocab, decode_cfg)  # greedy
+                row = {"engine": "ctranslate2", "base_model": name, "quantization": quantization,
+                       "compute_type": COMPUTE_TYPES[quantization], "device": ct2_device, "threads": threads,
+                       **figures,
+                       "resident_params": sum(p.numel() for p in model.parameters()),
+                       "params_total": _total_params(deployable),
+                       "weights_mb": export.weights_bytes(src_lang, tgt_lang) / 2**20,
+                       "bleu": bleu["bleu"], "bleu_directions": bleu["directions"],
+                       "bleu_sentences": bleu["sentences"],
+                       "bleu_signature": next(iter(bleu["signatures"].values()), None),
+                       "bleu_decode": {"beam_size": decode_cfg.beam_size,
+                                       "length_penalty": decode_cfg.length_penalty,
+                                       "max_len_a": decode_cfg.max_len_a, "max_len_b": decode_cfg.max_len_b,
+                                       "max_sentences": bleu_max_sentences,
+                                       "length_normalisation": "CTranslate2: score / length ** length_penalty"
+                                       if decode_cfg.beam_size > 1 else None},
+                       "greedy_vs_pytorch": {"direction": cfg.direction, **{
+                           k: greedy["directions"][cfg.direction][k]
+                           for k in ("sentences", "mismatches", "first_mismatch")}}}
+                if quantization == "float32":
+                    floats = row
+                elif floats is not None and row["bleu"] is not None and floats["bleu"] is not None:
+                    row["bleu_change_vs_float32"] = row["bleu"] - floats["bleu"]
+                rows[f"{name}+ct2-{quantization}"] = row
+                log.info("ctranslate2 %s %s: %.0f tokens/s peak, BLEU %.2f, %d of %d greedy translations "
+                         "differ from PyTorch's", name, quantization, row["peak_tokens_per_second"],
+                         row["bleu"] or 0.0, row["greedy_vs_pytorch"]["mismatches"],
+                         row["greedy_vs_pytorch"]["sentences"])
+    return rows, record

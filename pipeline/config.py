@@ -178,6 +178,9 @@ class BenchmarkConfig:
     repeats: int = 3
     beam_size: int = 1
     memory_budget_mb: int = 8000
+    # CTranslate2 rows beside the PyTorch ones: each dense deployable exported exactly (pipeline.serve.ct2)
+    # and swept the same way, once per quantization listed (float32 | int8); [] = PyTorch rows only
+    ctranslate2: list[str] = field(default_factory=lambda: ["float32", "int8"])
 
 
 @dataclass
@@ -495,6 +498,9 @@ def validate(p: Params, source="params.yaml") -> None:
     need(b.max_sentences > 0, "benchmark.max_sentences", "must be > 0")
     need(b.max_batches > 0, "benchmark.max_batches", "must be > 0")
     need(b.beam_size >= 1, "benchmark.beam_size", "must be >= 1")
+    need(all(q in ("float32", "int8") for q in b.ctranslate2)
+         and len(set(b.ctranslate2)) == len(b.ctranslate2),
+         "benchmark.ctranslate2", f"must list float32 and/or int8 once each, got {b.ctranslate2!r}")
 
     s = p.seeds
     need(len(set(s.extra)) == len(s.extra), "seeds.extra", "has duplicates")

@@ -20,7 +20,7 @@ the model to eval mode and back.
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator, Optional, Sequence, Union
+from typing import Callable, Iterator, Optional, Sequence, Union
 
 import torch
 from torch import Tensor
@@ -221,11 +221,13 @@ def token_batches(lengths: Sequence[int], budget: int, beam_size: int = 1) -> li
 
 
 def translate(model, vocab, sources: list[str], src_lang: str, tgt_lang: str, cfg,
-              device: Optional[torch.device | str] = None) -> list[str]:
+              device: Optional[torch.device | str] = None,
+              progress: Optional[Callable[[int], None]] = None) -> list[str]:
     """Translate `sources` (untokenized text) with `cfg: DecodeConfig`; outputs in input order.
 
     Each source is encoded as `<2tgt> ... eos`; its length limit is max_len_a * len + max_len_b
-    tokens; greedy search for beam_size 1, beam search otherwise.
+    tokens; greedy search for beam_size 1, beam search otherwise. `progress(n)` is called after each
+    batch with the number of sentences it held.
     """
     languages = model.cfg.languages
     for lang in (src_lang, tgt_lang):
@@ -247,4 +249,6 @@ def translate(model, vocab, sources: list[str], src_lang: str, tgt_lang: str, cf
                                    limits)
             for i, ids in zip(batch, hyps):
                 results[i] = vocab.decode(ids)
+            if progress is not None:
+                progress(len(batch))
     return results

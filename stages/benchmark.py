@@ -1,4 +1,5 @@
-"""Stage benchmark: peak decoding throughput of every deployable model over a sweep of batch sizes."""
+"""Stage benchmark: peak decoding throughput of every deployable model over a sweep of batch sizes, in
+PyTorch and (benchmark.ctranslate2) in CTranslate2 for every model that exports exactly."""
 
 import sys
 from pathlib import Path
@@ -22,13 +23,22 @@ def _main(argv=None):
 
     teacher = Roles.from_params(params).teacher
     result = run_benchmark(args.models_dir, params.evaluate.models, args.corpus, params.benchmark,
-                           params.evaluate.decode, reference=teacher)
+                           params.evaluate.decode, params.evaluate.max_sentences, reference=teacher)
     write_json(args.out, result)
+    width = max(map(len, [*result["models"], *result.get("ctranslate2", {}).get("skipped", {})]), default=0)
     for name, m in result["models"].items():
         ratio = result.get("ratios_vs_reference", {}).get(name)
         versus = f"{ratio:.2f}x {teacher}" if ratio is not None else f"no ratio to {teacher}"
-        print(f"{name:>14}: {m['peak_tokens_per_second']:9.0f} tokens/s peak (batch "
-              f"{m['best_batch_size']}), {versus}, {m['resident_params']:,} params resident")
+        extra = ""
+        if m.get("engine") == "ctranslate2":
+            greedy = m["greedy_vs_pytorch"]
+            extra = (f", BLEU {m['bleu']:.2f}, {greedy['mismatches']} of {greedy['sentences']} greedy "
+                     f"translations differ from PyTorch's")
+        print(f"{name:>{width}}: {m['peak_tokens_per_second']:9.0f} tokens/s peak (batch "
+              f"{m['best_batch_size']}), {versus}, {m['resident_params']:,} params resident, "
+              f"{m['weights_mb']:.1f} MB{extra}")
+    for name, reason in result.get("ctranslate2", {}).get("skipped", {}).items():
+        print(f"{name:>{width}}: no CTranslate2 row ({reason})")
 
 
 main = stage_main(_main)

@@ -64,6 +64,15 @@ class Vocab:
     def pieces(self, text: str) -> list[str]:
         return self._sp.encode(text, out_type=str)
 
+    @property
+    def tokens(self) -> list[str]:
+        """Every piece, in id order (an inference engine's vocabulary: token i is id i)."""
+        return [self._sp.id_to_piece(i) for i in range(self.size)]
+
+    def piece_id(self, piece: str) -> int:
+        """The id of a piece (unk_id for a string that is not one)."""
+        return self._sp.piece_to_id(piece)
+
     def decode(self, ids: Iterable[int]) -> str:
         """Text up to the first eos; pad, bos and language tags dropped."""
         kept = []

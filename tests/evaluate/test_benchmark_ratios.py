@@ -37,7 +37,7 @@ def test_ratios_to_the_reference(tmp_path, monkeypatch, reference, reference_spe
     monkeypatch.setattr(benchmark, "benchmark_model",
                         lambda model, *args: {"peak_tokens_per_second": speeds[model.name]})
     result = benchmark.run_benchmark(tmp_path / "models", ["dense", "token_moe", "task_moe"], tmp_path,
-                                     BenchmarkConfig(), DecodeConfig(), reference=reference)
+                                     BenchmarkConfig(ctranslate2=[]), DecodeConfig(), reference=reference)
     assert result["reference"] == reference
     assert result["ratios_vs_reference"] == expected
     assert result["wall_seconds"] > 0  # the report's wall-time table reads it

@@ -1,0 +1,57 @@
+"""The benchmark's CTranslate2 rows: beside each exportable model, the same sweep, BLEU, exactness."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeline import benchmark
+from pipeline.config import BenchmarkConfig, DecodeConfig
+
+
+@pytest.fixture(scope="module")
+def result(served):
+    cfg = BenchmarkConfig(direction="en-de", batch_sizes=[1, 4], max_sentences=8, max_batches=2, repeats=1)
+    return benchmark.run_benchmark(served.models, ["dense", "token_moe", "task_moe_sub"], served.corpus, cfg,
+                                   DecodeConfig(beam_size=2), bleu_max_sentences=6)
+
+
+def test_rows_sit_beside_their_pytorch_model(result):
+    assert list(result["models"]) == ["dense", "dense+ct2-float32", "dense+ct2-int8", "token_moe",
+                                      "task_moe_sub", "task_moe_sub+ct2-float32", "task_moe_sub+ct2-int8"]
+    assert set(result["ratios_vs_reference"]) == set(result["models"])
+    assert "token-routed" in result["ctranslate2"]["skipped"]["token_moe"]
+    assert result["ctranslate2"]["quantizations"] == ["float32", "int8"]
+    assert result["ctranslate2"]["threads"] == 1  # the tests' torch thread count: the same for both engines
+
+
+@pytest.mark.parametrize("name", ["dense", "task_moe_sub"])
+def test_same_sweep_same_counts_and_measured_quality(result, name):
+    pytorch = result["models"][name]
+    floats, int8 = result["models"][f"{name}+ct2-float32"], result["models"][f"{name}+ct2-int8"]
+    assert pytorch["engine"] == "pytorch" and floats["engine"] == int8["engine"] == "ctranslate2"
+    for row in (floats, int8):
+        assert row["base_model"] == name
+        assert [s["batch_size"] for s in row["sweep"]] == [s["batch_size"] for s in pytorch["sweep"]] == [1, 4]
+        assert row["resident_params"] == pytorch["resident_params"]
+        assert row["params_total"] == pytorch["params_total"]
+        assert row["peak_tokens_per_second"] > 0 and row["best_batch_size"] in (1, 4)
+        assert sorted(row["bleu_directions"]) == ["de-en", "en-de", "en-fr", "fr-en"]
+        assert row["bleu"] == pytest.approx(sum(row["bleu_directions"].values()) / 4)
+        assert row["bleu_sentences"] == 24 and row["bleu_decode"]["beam_size"] == 2
+        assert row["greedy_vs_pytorch"]["direction"] == "en-de" and row["greedy_vs_pytorch"]["sentences"] == 8
+    assert floats["greedy_vs_pytorch"]["mismatches"] == 0  # exact in float32
+    assert int8["bleu_change_vs_float32"] == pytest.approx(int8["bleu"] - floats["bleu"])
+    assert int8["weights_mb"] < floats["weights_mb"]
+    assert floats["quantization"] == "float32" and int8["compute_type"] == "int8_float32"
+
+
+@pytest.mark.parametrize("value", [["int4"], ["float32", "float32"]])
+def test_the_quantizations_setting_is_checked(value):
+    from pipeline.config import params_from_dict
+    from pipeline.errors import ConfigError
+
+    base = {"models": {"dense": {}, "token_moe": {"encoder_routing": "token"},
+                       "task_moe": {"decoder_routing": "target"}}, "benchmark": {"ctranslate2": value}}
+    with pytest.raises(ConfigError, match=r"benchmark\.ctranslate2"):
+        params_from_dict(base)
+    assert params_from_dict({**base, "benchmark": {"ctranslate2": []}}).benchmark.ctranslate2 == []
