@@ -32,23 +32,27 @@ def _save(fig, path: Path) -> bool:
 def quality_vs_cost(bleu: dict[str, dict], benchmark: Optional[dict], path: Path) -> bool:
     """Average BLEU (with its bootstrap interval) against peak tokens/s and resident parameters.
 
-    `bleu`: model -> {"bleu", "low", "high"} (compare.json systems.<m>.groups.avg)."""
+    `bleu`: model -> {"bleu", "low", "high"} (compare.json systems.<m>.groups.avg). Engine rows of
+    benchmark.json (CTranslate2: `<model>+ct2-<quantization>`) are drawn with their own test BLEU (no
+    interval) as hollow markers."""
     models = (benchmark or {}).get("models", {})
-    names = [n for n in bleu if n in models]
-    if not names:
+    points = {n: bleu[n] for n in models if n in bleu}
+    points.update({n: {"bleu": m["bleu"], "low": m["bleu"], "high": m["bleu"]} for n, m in models.items()
+                   if m.get("engine") == "ctranslate2" and m.get("bleu") is not None})
+    if not points:
         return False
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, key, label in ((axes[0], "peak_tokens_per_second", "peak decoded tokens / s"),
                            (axes[1], "resident_params", "parameters resident to serve one task")):
-        for name in names:
+        for name, b in points.items():
             x = models[name].get(key)
             if x is None:
                 continue
-            b = bleu[name]
+            engine = models[name].get("engine", "pytorch") != "pytorch"
             ax.errorbar([x], [b["bleu"]], yerr=[[b["bleu"] - b["low"]], [b["high"] - b["bleu"]]],
-                        fmt="o", capsize=4)
-            ax.annotate(name, (x, b["bleu"]), textcoords="offset points", xytext=(5, 5))
+                        fmt="o", capsize=4, mfc="none" if engine else None)
+            ax.annotate(name, (x, b["bleu"]), textcoords="offset points", xytext=(5, 5), fontsize=7)
         ax.set_xlabel(label)
         ax.set_ylabel("average BLEU")
         ax.grid(alpha=0.3)

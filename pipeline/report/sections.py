@@ -484,8 +484,10 @@ def throughput_section(inputs: Inputs) -> str:
         return "## Serving cost\n\nnot available (reports/benchmark.json missing)"
     reference = b.get("reference", roles.teacher)
     base = b["models"].get(reference, {}).get("peak_tokens_per_second")
-    bleu = {name: (inputs.avg("systems", name) or {}).get("bleu") for name in b["models"]}
-    rows = [[name, num(m.get("peak_tokens_per_second"), 0), num(m.get("peak_sentences_per_second"), 1),
+    bleu = {name: m["bleu"] if m.get("engine") == "ctranslate2" else (inputs.avg("systems", name) or {}).get("bleu")
+            for name, m in b["models"].items()}
+    rows = [[name, m.get("engine", "pytorch"), num(m.get("peak_tokens_per_second"), 0),
+             num(m.get("peak_sentences_per_second"), 1),
              str(m.get("best_batch_size", NA)), count(m.get("resident_params")), count(m.get("params_total")),
              num(m.get("weights_mb"), 1), num(_peak_memory(m), 0),
              f"{m['peak_tokens_per_second'] / base:.2f}x" if base and m.get("peak_tokens_per_second") else NA,
@@ -495,8 +497,26 @@ def throughput_section(inputs: Inputs) -> str:
         f"## Serving cost\n\nDecoding `{b.get('direction', '?')}` on {b.get('device', '?')}, beam "
         f"{b.get('beam_size', '?')}, {b.get('sentences', '?')} sentences; peak over batch sizes; BLEU is the "
         "test average of the same model.\n",
-        md_table(["model", "peak tokens/s", "peak sentences/s", "best batch", "resident params (one task)",
-                  "params total", "weights MB", "peak GPU memory MB", f"tokens/s vs {reference}", "BLEU"], rows)])
+        md_table(["model", "engine", "peak tokens/s", "peak sentences/s", "best batch",
+                  "resident params (one task)", "params total", "weights MB", "peak GPU memory MB",
+                  f"tokens/s vs {reference}", "BLEU"], rows)] + _engine_notes(b))
+
+
+def _engine_notes(b: dict) -> list[str]:
+    """What the CTranslate2 rows are, their exactness check and the models without one."""
+    ct2 = b.get("ctranslate2")
+    if not ct2:
+        return []
+    rows = [(n, m) for n, m in b["models"].items() if m.get("engine") == "ctranslate2"]
+    checks = [f"{n}: {m['greedy_vs_pytorch']['mismatches']} of {m['greedy_vs_pytorch']['sentences']} greedy "
+              "translations differ from PyTorch's" + (f", BLEU {m['bleu_change_vs_float32']:+.2f} against float32"
+                                                       if m.get("bleu_change_vs_float32") is not None else "")
+              for n, m in rows]
+    out = [f"\nCTranslate2 {ct2.get('version', '?')} rows ({ct2.get('device', '?')}, {ct2.get('threads', '?')} "
+           "threads, the same sentences and batch sizes; their BLEU is the test average computed by the benchmark "
+           "with CTranslate2's own beam search): " + ("; ".join(checks) or "none") + "."]
+    out += [f"- no CTranslate2 row for {n}: {why}" for n, why in (ct2.get("skipped") or {}).items()]
+    return out
 
 
 def _peak_memory(model: dict) -> Optional[float]:

@@ -105,7 +105,7 @@ def test_full_report_opens_with_the_verdicts_and_has_every_section(tmp_path):
     assert "seed: 12345" in text and "nrefs:1|case:mixed" in text
     assert "max_abs_diff" in text  # extract.json tasks as a table
     # serving: memory from the sweep, the ratio to the teacher, the model's BLEU
-    assert "| token_moe | 450 | 15.0 | 4 | 3.10M | 3.10M | n/a | 360 | 1.00x | 60.88 |" in text
+    assert "| token_moe | pytorch | 450 | 15.0 | 4 | 3.10M | 3.10M | n/a | 360 | 1.00x | 60.88 |" in text
     # the learning-curve study (fixture: pipeline.stats.curves.learning_curves on synthetic translations)
     curves = section(text, "## Learning curves")
     assert "Steps up to 500 are the shared dense warm start" in curves
