@@ -50,10 +50,14 @@ def fraction_cell(frac: dict) -> str:
 
 
 def answer_section(inputs: Inputs, verdicts: list[Verdict], sentence: str) -> str:
-    """The verdict table, the one-sentence answer and what the intervals cover."""
-    rows = [[v.question, v.paper, v.cell(), v.verdict + (f" ({v.why})" if v.why and not v.verdict.startswith(
-        ("yes", "consistent")) and v.key != "teacher_gain" and v.key != "task_moe_gain" else "")]
-            for v in verdicts]
+    """The verdict table, the one-sentence answer, the reasons behind flagged verdicts and what the
+    intervals cover."""
+    rows = [[v.question, v.paper, v.cell(), v.covers_short, v.verdict] for v in verdicts]
+    grouped: dict[str, list[str]] = {}
+    for v in verdicts:
+        if v.why and not v.key.endswith("_gain") and v.holds is not True:
+            grouped.setdefault(v.why, []).append(v.question.rstrip("?"))
+    reasons = [f"- {' / '.join(questions)}: {why}" for why, questions in grouped.items()]
     seeds = (inputs.compare.get("across_seeds") or {}).get("seeds")
     if seeds:
         covers = (f"The gains and the student-against-control row rest on {len(seeds)} training seeds "
@@ -74,8 +78,10 @@ def answer_section(inputs: Inputs, verdicts: list[Verdict], sentence: str) -> st
                  "compare.max_fraction_ci_points), and *undefined* when the reference gain may be 0.")
     return "\n".join([
         "## Answer\n",
-        md_table(["question", "paper", f"this run [{inputs.confidence:.0%} CI]", "verdict"], rows),
+        md_table(["question", "paper", f"this run [{inputs.confidence:.0%} CI]", "interval covers", "verdict"],
+                 rows),
         f"\n**{sentence}**\n",
+        *reasons + ([""] if reasons else []),
         covers + rules])
 
 

@@ -47,6 +47,19 @@ class Verdict:
     def as_dict(self) -> dict:
         return asdict(self)
 
+    @property
+    def covers_short(self) -> str:
+        """What the interval covers, in the table's few words."""
+        if "t-interval over" in self.covers:
+            return f"{self.covers.split('over ')[1]} (t)"
+        if "test sentences only" in self.covers:
+            return "test sentences, one run"
+        if self.unit == "x":
+            return "same-architecture spread"
+        if self.unit == "logit":
+            return "every task" if self.value is not None else "n/a"
+        return self.covers
+
     def cell(self) -> str:
         """The number with its interval, as the verdict table prints it."""
         if self.value is None:
