@@ -74,7 +74,7 @@ def test_full_report_opens_with_the_verdicts_and_has_every_section(tmp_path):
     assert (root / "reports" / "report.md").read_text() == text
     # the first screen: title, then the verdict table and the answer
     head = text.split("\n## ")[1]
-    assert head.startswith("Answer\n\n| question | paper | this run [95% CI] | verdict |")
+    assert head.startswith("Answer\n\n| question | paper | this run [95% CI] | interval covers | verdict |")
     assert "| Does the teacher (token_moe) beat dense? (BLEU) | +2.3 (Table 2; +2.6 in Table 1) | +" in head
     assert "paired bootstrap over test sentences only" not in head.split("\n\n**")[0]  # in the note below
     assert "it covers the sampling of the test set, not training variance" in head
@@ -159,7 +159,9 @@ def test_undefined_fractions_are_explained(tmp_path):
     text = render(root)
     answer = section(text, "## Answer")
     row = next(line for line in answer.splitlines() if line.startswith("| Share of the teacher's gain"))
-    assert "| undefined (token_moe's gain over dense is not significant" in row
+    assert row.endswith("| n/a | test sentences, one run | undefined |")
+    assert "- Share of the teacher's gain that distillation keeps: token_moe's gain over dense is not significant" \
+        in answer
     gains = section(text, "## Gains over dense")
     assert "- student_vs_teacher: token_moe's gain over dense is not significant" in gains
     # every direction undefined for every fraction: one line, not a table of "undefined"
@@ -540,4 +542,4 @@ def test_a_significant_but_small_teacher_gain_is_called_too_small_to_divide_by(t
     (root / "reports" / "compare.json").write_text(json.dumps(compare))
     row = next(line for line in section(render(root), "## Answer").splitlines()
                if line.startswith("| Does the teacher"))
-    assert "| +0.15 [+0.04, +0.25] | yes, but under the 0.5 BLEU a fraction needs |" in row
+    assert "| +0.15 [+0.04, +0.25] | test sentences, one run | yes, but under the 0.5 BLEU a fraction needs |" in row
