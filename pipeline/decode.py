@@ -15,6 +15,12 @@ returned ids exclude bos and eos. Beam scores are summed log-probabilities divid
 length penalty ((5 + length) / 6) ** length_penalty, length counting the eos; a sentence stops when
 K hypotheses have ended (among the K best candidates of a step), as in fairseq. The searches switch
 the model to eval mode and back.
+
+Expert parallelism (`pipeline.model.expert_parallel`): every rank of an expert-parallel model decodes its
+own sentences, and every MoE layer call exchanges tokens with the other ranks, so the ranks must run the
+same number of encoder passes and decoder steps. The searches agree on stopping (one all-reduce per step)
+and a rank whose sentences are done feeds empty steps (0 rows) until all are; `translate` runs as many
+batches on every rank (empty ones where a rank has fewer). Without sharded experts nothing changes.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import torch
 from torch import Tensor
 
 from pipeline.errors import PipelineError
+from pipeline.model.expert_parallel import all_ranks_done, expert_parallel_group
 
 MaxLen = Union[int, Sequence[int], Tensor]
 
@@ -99,6 +106,16 @@ def _start(model, src: Tensor, src_lang: Tensor, tgt_lang: Tensor, use_cache: bo
     return (_CachedDecoder if use_cache else _UncachedDecoder)(model, memory, src_lang, tgt_lang)
 
 
+def _stopper(model, device):
+    """`stop(done) -> bool`: whether the search loop ends. One process: when its sentences are done. An
+    expert-parallel model: when every rank's are (each rank must call it once per step)."""
+    parallel, group = expert_parallel_group(model)
+    if not parallel:
+        return lambda done: done
+    flag_device = device if device.type == "cuda" else torch.device("cpu")
+    return lambda done: all_ranks_done(done, group, flag_device)
+
+
 @torch.inference_mode()
 def greedy_search(model, src: Tensor, src_lang: Tensor, tgt_lang: Tensor, max_len: MaxLen,
                   use_cache: bool = True) -> list[list[int]]:
@@ -111,8 +128,11 @@ def greedy_search(model, src: Tensor, src_lang: Tensor, tgt_lang: Tensor, max_le
         alive = list(range(B))  # sentence of each live row
         outputs: list[list[int]] = [[] for _ in range(B)]
         last = torch.full((B, 1), cfg.bos_id, dtype=torch.long, device=device)
-        for _ in range(max(limits)):
-            token = decoder.step(last).argmax(dim=-1)  # (n,)
+        stop, done = _stopper(model, device), B == 0
+        while not stop(done):  # ends by `done` at the latest after max(limits) steps
+            token = decoder.step(last).argmax(dim=-1)  # (n,); 0 rows once done (expert parallel)
+            if done:
+                continue
             keep = []
             for row, (b, t) in enumerate(zip(alive, token.tolist())):
                 if t == cfg.eos_id:
@@ -121,7 +141,10 @@ def greedy_search(model, src: Tensor, src_lang: Tensor, tgt_lang: Tensor, max_le
                 if len(outputs[b]) < limits[b]:
                     keep.append(row)
             if not keep:
-                break
+                done = True
+                decoder.reorder(token.new_zeros(0))
+                last = last[:0]
+                continue
             if len(keep) < len(alive):
                 index = torch.tensor(keep, device=device)
                 decoder.reorder(index)
@@ -147,7 +170,12 @@ def beam_search(model, src: Tensor, src_lang: Tensor, tgt_lang: Tensor, beam_siz
         scores[:, 0] = 0.0  # all beams start identical: expand only the first
         seqs = torch.zeros(B * K, 0, dtype=torch.long, device=device)
         last = torch.full((B * K, 1), cfg.bos_id, dtype=torch.long, device=device)
-        for step in range(max(limits)):
+        stop, done, step = _stopper(model, device), B == 0, -1
+        while not stop(done):  # ends by `done` at the latest after max(limits) steps
+            if done:  # expert parallel: this rank's sentences are done, others' are not
+                decoder.step(last)
+                continue
+            step += 1
             n, length = len(alive), step + 1
             penalty = ((5.0 + length) / 6.0) ** length_penalty
             log_probs = decoder.step(last).float().log_softmax(dim=-1)  # (n*K, V)
@@ -180,7 +208,10 @@ def beam_search(model, src: Tensor, src_lang: Tensor, tgt_lang: Tensor, beam_siz
                     continue
                 keep.append(row)
             if not keep:
-                break
+                done = True
+                decoder.reorder(rows[:0])
+                last = last[:0]
+                continue
             if len(keep) == n:  # every sentence goes on: only the beams' own state moves
                 decoder.reorder(rows, memory=False)
                 last = token.view(-1, 1)
@@ -220,6 +251,18 @@ def token_batches(lengths: Sequence[int], budget: int, beam_size: int = 1) -> li
     return batches
 
 
+def _same_count_on_every_rank(model, batches: list[list[int]], device) -> list[list[int]]:
+    """An expert-parallel model's ranks must run as many batches: pad with empty ones to the most any has."""
+    parallel, group = expert_parallel_group(model)
+    if not parallel:
+        return batches
+    import torch.distributed as dist
+
+    count = torch.tensor([len(batches)], device=device if device.type == "cuda" else "cpu")
+    dist.all_reduce(count, op=dist.ReduceOp.MAX, group=group)
+    return batches + [[] for _ in range(int(count.item()) - len(batches))]
+
+
 def translate(model, vocab, sources: list[str], src_lang: str, tgt_lang: str, cfg,
               device: Optional[torch.device | str] = None) -> list[str]:
     """Translate `sources` (untokenized text) with `cfg: DecodeConfig`; outputs in input order.
@@ -231,12 +274,15 @@ def translate(model, vocab, sources: list[str], src_lang: str, tgt_lang: str, cf
     for lang in (src_lang, tgt_lang):
         if lang not in languages:
             raise PipelineError(f"language {lang!r} is not one the model knows ({', '.join(languages)})")
-    device = device or next(model.parameters()).device
+    device = torch.device(device) if device is not None else next(model.parameters()).device
     encoded = [vocab.encode_source(text, tgt_lang) for text in sources]
     results: list[str] = [""] * len(sources)
+    batches = _same_count_on_every_rank(
+        model, token_batches([len(e) for e in encoded], cfg.batch_tokens, cfg.beam_size), device)
     with torch.inference_mode(), _eval_mode(model):
-        for batch in token_batches([len(e) for e in encoded], cfg.batch_tokens, cfg.beam_size):
-            src = pad_batch([encoded[i] for i in batch], model.cfg.pad_id, device)
+        for batch in batches:
+            src = pad_batch([encoded[i] for i in batch], model.cfg.pad_id, device) if batch else \
+                torch.full((0, 1), model.cfg.pad_id, dtype=torch.long, device=device)
             src_ids = torch.full((len(batch),), languages.index(src_lang), device=device)
             tgt_ids = torch.full((len(batch),), languages.index(tgt_lang), device=device)
             limits = [int(cfg.max_len_a * len(encoded[i]) + cfg.max_len_b) for i in batch]
