@@ -182,3 +182,16 @@ def test_expert_parallel_training_equals_one_process(ddp_expert_parallel, refere
                if k == "exp_avg" and v.shape == experts.shape]
     assert moments  # the experts' Adam moments are whole too
     _check_equals_reference(ddp_expert_parallel, reference, valid_batch)
+
+
+def test_expert_parallel_on_one_process_is_a_clear_error(tiny_corpus, tmp_path):
+    from pipeline.errors import PipelineError
+
+    params = smoke_params({"max_steps": 2, "num_threads": 1, "expert_parallel": True})
+    vocab, languages = api.load_vocab(tiny_corpus), api.corpus_languages(tiny_corpus)
+    model = api.build_model(params, MODEL, vocab, languages)
+    job = api.make_job(params, MODEL, model, tiny_corpus, tmp_path / "m", tmp_path / "r", vocab, languages)
+    job.resume_dir = tmp_path / "resume"
+    with pytest.raises(PipelineError, match=r"^train\.expert_parallel: true needs several processes") as err:
+        run.fit(job)
+    assert "\n" not in str(err.value)
