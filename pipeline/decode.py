@@ -18,9 +18,10 @@ the model to eval mode and back.
 
 Expert parallelism (`pipeline.model.expert_parallel`): every rank of an expert-parallel model decodes its
 own sentences, and every MoE layer call exchanges tokens with the other ranks, so the ranks must run the
-same number of encoder passes and decoder steps. The searches agree on stopping (one all-reduce per step)
-and a rank whose sentences are done feeds empty steps (0 rows) until all are; `translate` runs as many
-batches on every rank (empty ones where a rank has fewer). Without sharded experts nothing changes.
+same number of encoder passes and decoder steps. The searches agree on stopping (`_Steps`: a flag carried by
+the decoder's exchanges, or an all-reduce per step when the decoder has no MoE layer), and a rank whose
+sentences are done feeds empty steps (0 rows) until all are; `translate` runs as many batches on every rank
+(empty ones where a rank has fewer). Without sharded experts nothing changes.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import torch
 from torch import Tensor
 
 from pipeline.errors import PipelineError
-from pipeline.model.expert_parallel import all_ranks_done, expert_parallel_group
+from pipeline.model.expert_parallel import LOCKSTEP, ShardedExperts, all_ranks_done, expert_parallel_group
 
 MaxLen = Union[int, Sequence[int], Tensor]
 
@@ -106,14 +107,37 @@ def _start(model, src: Tensor, src_lang: Tensor, tgt_lang: Tensor, use_cache: bo
     return (_CachedDecoder if use_cache else _UncachedDecoder)(model, memory, src_lang, tgt_lang)
 
 
-def _stopper(model, device):
-    """`stop(done) -> bool`: whether the search loop ends. One process: when its sentences are done. An
-    expert-parallel model: when every rank's are (each rank must call it once per step)."""
-    parallel, group = expert_parallel_group(model)
-    if not parallel:
-        return lambda done: done
-    flag_device = device if device.type == "cuda" else torch.device("cpu")
-    return lambda done: all_ranks_done(done, group, flag_device)
+class _Steps:
+    """When a search loop ends. One process: as soon as its sentences are done (`before`). An expert-parallel
+    model: when every rank's are. Where the decoder has sharded MoE layers, each rank's "done" flag rides on
+    their exchanges (`LOCKSTEP`): every rank steps, and `after` the step says whether every rank was done
+    before it (that step was then idle everywhere: one wasted step per search, no collective of its own).
+    Otherwise the ranks agree by an all-reduce before each step."""
+
+    def __init__(self, model, device):
+        self.parallel, self.group = expert_parallel_group(model)
+        self.device = device if device.type == "cuda" else torch.device("cpu")
+        self.piggyback = self.parallel and any(
+            isinstance(moe.experts, ShardedExperts) for name, moe in model.moe_layers().items()
+            if name.startswith("decoder."))
+        LOCKSTEP.set(None)
+
+    def before(self, done: bool) -> bool:
+        if not self.parallel:
+            return done
+        if self.piggyback:
+            LOCKSTEP.set(int(done))
+            return False
+        return all_ranks_done(done, self.group, self.device)
+
+    def after(self) -> bool:
+        if not self.piggyback:
+            return False
+        all_done, heard = LOCKSTEP.all_done, LOCKSTEP.heard
+        LOCKSTEP.set(None)
+        if not heard:
+            raise RuntimeError("expert-parallel decoding: a decoder step ran no sharded MoE layer")
+        return all_done
 
 
 @torch.inference_mode()
@@ -128,9 +152,11 @@ def greedy_search(model, src: Tensor, src_lang: Tensor, tgt_lang: Tensor, max_le
         alive = list(range(B))  # sentence of each live row
         outputs: list[list[int]] = [[] for _ in range(B)]
         last = torch.full((B, 1), cfg.bos_id, dtype=torch.long, device=device)
-        stop, done = _stopper(model, device), B == 0
-        while not stop(done):  # ends by `done` at the latest after max(limits) steps
+        steps, done = _Steps(model, device), B == 0
+        while not steps.before(done):  # ends by `done` at the latest after max(limits) steps
             token = decoder.step(last).argmax(dim=-1)  # (n,); 0 rows once done (expert parallel)
+            if steps.after():
+                break
             if done:
                 continue
             keep = []
@@ -170,15 +196,18 @@ def beam_search(model, src: Tensor, src_lang: Tensor, tgt_lang: Tensor, beam_siz
         scores[:, 0] = 0.0  # all beams start identical: expand only the first
         seqs = torch.zeros(B * K, 0, dtype=torch.long, device=device)
         last = torch.full((B * K, 1), cfg.bos_id, dtype=torch.long, device=device)
-        stop, done, step = _stopper(model, device), B == 0, -1
-        while not stop(done):  # ends by `done` at the latest after max(limits) steps
-            if done:  # expert parallel: this rank's sentences are done, others' are not
+        steps, done, step = _Steps(model, device), B == 0, -1
+        while not steps.before(done):  # ends by `done` at the latest after max(limits) steps
+            if done:  # expert parallel: this rank's sentences are done, others' may not be
                 decoder.step(last)
+                if steps.after():
+                    break
                 continue
             step += 1
             n, length = len(alive), step + 1
             penalty = ((5.0 + length) / 6.0) ** length_penalty
             log_probs = decoder.step(last).float().log_softmax(dim=-1)  # (n*K, V)
+            steps.after()  # False: this rank was not done
             V = log_probs.shape[-1]
             candidates = (scores[:, :, None] + log_probs.view(n, K, V)).view(n, K * V)
             top_scores, top_index = candidates.topk(min(2 * K, K * V), dim=1)  # (n, 2K)

@@ -66,6 +66,25 @@ class CommStats:
 COMM = CommStats()
 
 
+class Lockstep:
+    """A flag per rank riding on the decoder's exchanges, so the ranks of an expert-parallel search agree on
+    stopping without a collective of their own: `pipeline.decode` sets `flag` (1: this rank's sentences are
+    done) before each decoder step, every MoE layer's count exchange carries it to every rank, and
+    `all_done` then says whether every rank was done before that step. `flag` None: no flag is sent (the
+    encoder, training). Every rank sets it for the same calls, so the exchanges keep their sizes."""
+
+    def __init__(self) -> None:
+        self.flag: Optional[int] = None
+        self.all_done = False
+        self.heard = False  # a sharded MoE layer carried the flags since `flag` was set
+
+    def set(self, flag: Optional[int]) -> None:
+        self.flag, self.all_done, self.heard = flag, False, False
+
+
+LOCKSTEP = Lockstep()
+
+
 def _sync_device(t: Tensor) -> None:
     if t.is_cuda:
         torch.cuda.synchronize(t.device)
@@ -157,11 +176,16 @@ class ShardedExperts(Experts):
         chosen = keep.reshape(-1).nonzero().squeeze(1)  # the M assignments to send
         chosen = chosen[flat_expert[chosen].argsort(stable=True)]  # grouped by expert, so by rank
         tokens = torch.div(chosen, K, rounding_mode="floor")  # (M,)
-        counts = torch.bincount(flat_expert[chosen], minlength=self.num_experts)  # (E,) = (W * E_r,)
-        received_counts = torch.empty_like(counts)  # (W * E_r,): row s = what rank s sends to my experts
-        _all_to_all(received_counts, counts, None, None, self.group)
-        send = counts.view(W, E_r).sum(1).tolist()
-        received_counts = received_counts.view(W, E_r)
+        counts = torch.bincount(flat_expert[chosen], minlength=self.num_experts).view(W, E_r)  # (E,) as (W, E_r)
+        flag = LOCKSTEP.flag
+        if flag is not None:  # decoding: this rank's "done" flag goes to every rank with the counts
+            counts = torch.cat([counts, counts.new_full((W, 1), flag)], dim=1)
+        received_counts = torch.empty_like(counts)  # row s: what rank s sends to my experts (and its flag)
+        _all_to_all(received_counts, counts.contiguous(), None, None, self.group)
+        if flag is not None:
+            LOCKSTEP.all_done, LOCKSTEP.heard = bool(received_counts[:, E_r].min() > 0), True
+            counts, received_counts = counts[:, :E_r], received_counts[:, :E_r].contiguous()
+        send = counts.sum(1).tolist()
         recv = received_counts.sum(1).tolist()
         outgoing = x.index_select(0, tokens)  # (M, D)
         if torch.is_grad_enabled() and self.w_in.requires_grad and not outgoing.requires_grad:

@@ -64,9 +64,14 @@ class TranslationModule(L.LightningModule):
         from pipeline.errors import PipelineError
         from pipeline.model.expert_parallel import shard_experts, sharded_parameter_names
 
+        from lightning.pytorch.strategies import DDPStrategy
+
         if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
             raise PipelineError("train.expert_parallel: true needs several processes (train.strategy: ddp "
                                 "with train.devices or train.num_nodes above 1, or a torchrun/SLURM launch)")
+        if not isinstance(self.trainer.strategy, DDPStrategy):
+            raise PipelineError(f"train.expert_parallel: true works with train.strategy: ddp, not "
+                                f"{type(self.trainer.strategy).__name__}")
         if not self.model.moe_layers():
             return
         shard_experts(self.model)

@@ -249,18 +249,15 @@ def _global_rank() -> int:
 
 def _job_throughput(module: TranslationModule) -> dict:
     """Training throughput of the whole job: every rank's tokens over the slowest rank's training time."""
-    seen = torch.tensor([float(module.tokens_seen), module.train_seconds], dtype=torch.float64)
+    mine = (int(module.tokens_seen), float(module.train_seconds))
+    ranks = [mine]
     if torch.distributed.is_available() and torch.distributed.is_initialized():
-        parts = [torch.zeros_like(seen) for _ in range(torch.distributed.get_world_size())]
-        torch.distributed.all_gather(parts, seen)
-        seen = torch.stack(parts)
-    else:
-        seen = seen[None]
-    tokens, seconds = seen[:, 0], seen[:, 1]
-    slowest = float(seconds.max())
-    return {"tokens_per_second": float(tokens.sum()) / slowest if slowest else 0.0,
-            "train_seconds": slowest, "world_size": int(seen.shape[0]),
-            "tokens_per_second_per_rank": [float(t / s) if s else 0.0 for t, s in zip(tokens, seconds)]}
+        ranks = [None] * torch.distributed.get_world_size()
+        torch.distributed.all_gather_object(ranks, mine)  # any backend (NCCL too)
+    slowest = max(seconds for _, seconds in ranks)
+    return {"tokens_per_second": sum(tokens for tokens, _ in ranks) / slowest if slowest else 0.0,
+            "train_seconds": slowest, "world_size": len(ranks),
+            "tokens_per_second_per_rank": [tokens / seconds if seconds else 0.0 for tokens, seconds in ranks]}
 
 
 def fit(job: TrainJob) -> dict:

@@ -32,6 +32,7 @@ LAYER_CASES = {
 }
 
 # whole models: (encoder routing, decoder routing); tiny_model's 4 experts, 2 per rank
+DECODING_CASES = [("token", "token"), ("token", "none")]
 MODEL_CASES = [("token", "token"), ("sentence", "sentence"), ("token", "target"), ("source", "pair"),
                ("target", "source")]
 
@@ -99,8 +100,10 @@ def model_loss(model, rank: int):
     return out.logits, (out.logits * probe).sum() + out.aux_loss
 
 
-def decoding_model():
-    model = tiny_model("token", "token", seed=2)
+def decoding_model(routing=("token", "token")):
+    """(token, token): the ranks agree on stopping through the decoder's exchanges; (token, none): no MoE
+    layer in the decoder, so by an all-reduce per step."""
+    model = tiny_model(*routing, seed=2)
     with torch.no_grad():  # a random model rarely ends: make eos likelier, for varied lengths
         model.embed.weight[EOS] *= 4.0
     return model
@@ -178,12 +181,14 @@ def rank_worker(rank: int, world: int, out_dir: str) -> None:
     results["roundtrip"] = all(torch.equal(a, b) for a, b in zip(model.state_dict().values(),
                                                                    make_model(("token", "target")).state_dict().values()))
     # decoding in lockstep: each rank its own sentences
-    model = shard_experts(decoding_model())
-    src, sl, tl, limits = decoding_sources(rank)
-    results["greedy"] = greedy_search(model, src, sl, tl, limits)
-    results["beam"] = beam_search(model, src, sl, tl, 3, 0.6, limits)
-    results["translate"] = translate(model, VOCAB, translate_sources(rank), "en", "de",
-                                     DecodeConfig(beam_size=2, batch_tokens=12))
+    for routing in DECODING_CASES:
+        model = shard_experts(decoding_model(routing))
+        src, sl, tl, limits = decoding_sources(rank)
+        key = "/".join(routing)
+        results[key, "greedy"] = greedy_search(model, src, sl, tl, limits)
+        results[key, "beam"] = beam_search(model, src, sl, tl, 3, 0.6, limits)
+        results[key, "translate"] = translate(model, VOCAB, translate_sources(rank), "en", "de",
+                                              DecodeConfig(beam_size=2, batch_tokens=12))
     # an expert count the group cannot split evenly: one clear line naming the key
     try:
         shard_experts(tiny_model("token", "token", num_experts=3, top_k=2))

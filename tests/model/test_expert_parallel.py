@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from expert_parallel_cases import (
-    LAYER_CASES, MODEL_CASES, VOCAB, WORLD, decoding_model, decoding_sources, layer_loss, make_layer,
+    DECODING_CASES, LAYER_CASES, MODEL_CASES, VOCAB, WORLD, decoding_model, decoding_sources, layer_loss, make_layer,
     make_model, model_loss, rank_worker, translate_sources,
 )
 from pipeline.config import DecodeConfig
@@ -98,18 +98,21 @@ def test_shards_hold_their_share_and_gather_back(ranks):
         assert ranks[rank]["roundtrip"]
 
 
-def test_lockstep_decoding_equals_one_process(ranks):
+@pytest.mark.parametrize("routing", DECODING_CASES, ids=lambda r: "/".join(r))
+def test_lockstep_decoding_equals_one_process(ranks, routing):
     """Each rank decodes its own sentences (different counts, lengths and limits): the same hypotheses as
     one process decoding them with the unsharded model, greedy, beam and `translate`."""
-    model = decoding_model()
+    model = decoding_model(routing)
+    key = "/".join(routing)
     ends = []
     for rank in range(WORLD):
         src, sl, tl, limits = decoding_sources(rank)
         greedy = greedy_search(model, src, sl, tl, limits)
-        assert ranks[rank]["greedy"] == greedy
-        assert ranks[rank]["beam"] == beam_search(model, src, sl, tl, 3, 0.6, limits)
+        assert ranks[rank][key, "greedy"] == greedy
+        assert ranks[rank][key, "beam"] == beam_search(model, src, sl, tl, 3, 0.6, limits)
         cfg = DecodeConfig(beam_size=2, batch_tokens=12)
-        assert ranks[rank]["translate"] == translate(model, VOCAB, translate_sources(rank), "en", "de", cfg)
+        assert ranks[rank][key, "translate"] == translate(model, VOCAB, translate_sources(rank), "en", "de",
+                                                          cfg)
         ends.append(max(len(h) for h in greedy))
     assert ends[0] != ends[1]  # the ranks' sentences ended at different steps: one of them idled
 
