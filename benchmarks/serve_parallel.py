@@ -1,4 +1,4 @@
-"""Serving over N ranks (Kudugunta et al. 2021, Sec 5): token-MoE with experts sharded vs task-MoE sub-networks vs dense.
+"""Serving over N ranks (Kudugunta et al. 2021, Sec 5): sharded token-MoE vs task-MoE sub-networks vs dense.
 
 The paper's serving claim: a task-MoE's extracted sub-network decodes at 1.87x the token-MoE's throughput
 with 32 experts (2.6x with 128), because a token-MoE spread over devices spends 27-36% of its step time
@@ -26,8 +26,9 @@ whatever the scheduler did: on a machine shared with other jobs the wall clock a
 when, and a lockstep system waits for its slowest rank at every step.
 
 Also reported: latency at batch 1 (median seconds per sentence over every rank's sentences), the share of
-the token-MoE's decoding time spent in the all-to-all exchanges (and in the per-step agreement on stopping,
-`sync_share`, an all-reduce of one flag that the lockstep also needs), and memory per rank:
+the token-MoE's decoding time spent in the all-to-all exchanges (the ranks' agreement on stopping rides on
+the decoder's count exchange, so it is part of it; `sync_share` is the time in separate all-reduces, which
+only a decoder without MoE layers needs), and memory per rank:
 `weights_mb` (the bytes of the parameters the rank holds: for token_moe the non-expert weights and E / N
 experts of each MoE layer; for task_moe_sub its tasks' sub-networks as pipeline.extract loads them, one full
 copy each), `decode_peak_mb` (on CPU the peak growth of the resident set above its level before decoding
@@ -53,7 +54,7 @@ JSON written to --out (the report reads it):
                      "moe_layers", "vocab_size"},
            "directions", "tasks_per_rank" ({rank: [directions]}), "sentences_per_direction",
            "batch_sizes", "max_batches", "repeats", "beam_size", "decode" ({max_len_a, max_len_b}),
-           "torch", "note"},
+           "torch", "command", "note"},
  "systems": {name: {"description", "communicates" (bool),
      "peak_tokens_per_second": {"median", "min", "max", "per_repeat": [...]},
      "peak_tokens_per_cpu_second": {same},
@@ -199,9 +200,10 @@ def build_systems(args, rank: int, world: int, device: torch.device, sources: di
         params = load_params(args.params, profile=args.profile)
         model_cfg = dataclasses.replace(params.model, dropout=0.0, attention_dropout=0.0,
                                         num_experts=args.experts or params.model.num_experts)
-        described = (f"randomly initialised models of {'params.yaml' if not args.profile else args.profile + ' profile'}"
-                     f"'s model size with {model_cfg.num_experts} experts (seed {args.seed}); the task-MoE "
-                     f"(token/target) built the same way and its sub-networks extracted here")
+        source = "params.yaml" if not args.profile else f"the {args.profile} profile"
+        described = (f"randomly initialised models of {source}'s model size with {model_cfg.num_experts} "
+                     f"experts (seed {args.seed}); the task-MoE (token/target) built the same way and its "
+                     "sub-networks extracted here")
 
         def build(enc: str, dec: str, seed: int) -> Seq2Seq:
             torch.manual_seed(seed)
@@ -295,7 +297,8 @@ def decode_batches(batches: list, beam_size: int, device) -> dict:
         tokens += sum(len(o) for o in outs)
         sentences += len(outs)
     seconds = time.perf_counter() - start
-    return {"seconds": seconds, "cpu_seconds": time.process_time() - cpu, "tokens": tokens, "sentences": sentences, "latencies": latencies,
+    return {"seconds": seconds, "cpu_seconds": time.process_time() - cpu, "tokens": tokens,
+            "sentences": sentences, "latencies": latencies,
             "all_to_all_seconds": COMM.all_to_all_seconds, "all_to_all_calls": COMM.all_to_all_calls,
             "sync_seconds": COMM.sync_seconds}
 
@@ -318,8 +321,7 @@ def rank_main(rank: int, world: int, args_dict: dict, out_path: str) -> None:
 
     import pipeline.config  # noqa: F401  (everything the systems need, imported before measuring memory)
     import pipeline.decode  # noqa: F401
-    import pipeline.extract  # noqa: F401
-    import pipeline.model.checkpoint  # noqa: F401
+    import pipeline.extract  # noqa: F401  (imports pipeline.model.checkpoint too)
 
     args = argparse.Namespace(**args_dict)
     device = torch.device("cuda", torch.cuda.current_device()) if args.device == "cuda" else torch.device("cpu")
@@ -583,7 +585,7 @@ def main(argv=None) -> int:
             "sentences_per_direction": args.per_direction, "batch_sizes": sorted(args.batch_sizes),
             "max_batches": args.max_batches, "repeats": args.repeats, "beam_size": args.beam_size,
             "decode": {"max_len_a": args.max_len_a, "max_len_b": args.max_len_b},
-            "torch": torch.__version__,
+            "torch": torch.__version__, "command": " ".join(["python", *sys.argv]),
             "note": ("ran at nice 19 beside another CPU job: absolute figures are low and noisy; the ratios "
                      "within one run are what count" if niced else ""),
         },

@@ -53,18 +53,17 @@ class TranslationModule(L.LightningModule):
         self._tokens_seen = 0
         self._train_time = 0.0
         self._step_start: Optional[float] = None
-        self.expert_parallel = bool(getattr(cfg, "expert_parallel", False))
+        self.expert_parallel = cfg.expert_parallel
 
     # -- expert parallelism ------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
         if not self.expert_parallel:
             return
+        from lightning.pytorch.strategies import DDPStrategy
         from torch.nn.parallel import DistributedDataParallel
 
         from pipeline.errors import PipelineError
         from pipeline.model.expert_parallel import shard_experts, sharded_parameter_names
-
-        from lightning.pytorch.strategies import DDPStrategy
 
         if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
             raise PipelineError("train.expert_parallel: true needs several processes (train.strategy: ddp "

@@ -9,10 +9,10 @@ Several processes (`train.strategy: ddp` with `train.devices` > 1 or `train.num_
 Lightning itself, by torchrun or by SLURM): each rank trains on its own share of the batch stream (global
 batch i goes to rank i mod W), gradients are averaged, and only the first rank writes the checkpoint, the
 metrics, the curves and the validation translations; `tokens_per_second` is the whole job's (every rank's
-tokens over the slowest rank's training seconds). With `train.expert_parallel` the experts of every MoE
-layer are sharded over the ranks as well (`TranslationModule.setup`; pipeline/model/expert_parallel.py);
-checkpoints hold the full experts, gathered from the ranks, and the kept model is whole again after `fit`.
-tests/train/test_ddp.py runs both on 2 CPU processes.
+tokens over the slowest rank's training seconds; `world_size` beside it). With `train.expert_parallel` the
+experts of every MoE layer are sharded over the ranks as well (`TranslationModule.setup`;
+pipeline/model/expert_parallel.py); checkpoints hold the full experts, gathered from the ranks, and the kept
+model is whole again after `fit`. tests/train/test_ddp.py runs both on 2 CPU processes.
 """
 
 from __future__ import annotations
@@ -256,8 +256,7 @@ def _job_throughput(module: TranslationModule) -> dict:
         torch.distributed.all_gather_object(ranks, mine)  # any backend (NCCL too)
     slowest = max(seconds for _, seconds in ranks)
     return {"tokens_per_second": sum(tokens for tokens, _ in ranks) / slowest if slowest else 0.0,
-            "train_seconds": slowest, "world_size": len(ranks),
-            "tokens_per_second_per_rank": [tokens / seconds if seconds else 0.0 for tokens, seconds in ranks]}
+            "train_seconds": slowest, "world_size": len(ranks)}
 
 
 def fit(job: TrainJob) -> dict:
