@@ -178,8 +178,9 @@ def rank_worker(rank: int, world: int, out_dir: str) -> None:
     results["shard_count"] = model.parameter_count().as_dict()
     results["full_count"] = full_count.as_dict()
     gather_experts(model)
-    results["roundtrip"] = all(torch.equal(a, b) for a, b in zip(model.state_dict().values(),
-                                                                   make_model(("token", "target")).state_dict().values()))
+    fresh = make_model(("token", "target")).state_dict()
+    results["roundtrip"] = model.state_dict().keys() == fresh.keys() and all(
+        torch.equal(value, fresh[name]) for name, value in model.state_dict().items())
     # decoding in lockstep: each rank its own sentences
     for routing in DECODING_CASES:
         model = shard_experts(decoding_model(routing))
