@@ -105,6 +105,9 @@ class TrainConfig:
     devices: Any = 1  # int or "auto"
     strategy: str = "auto"  # auto | ddp | fsdp
     num_nodes: int = 1
+    # Shard every MoE layer's experts over the DDP ranks (model.num_experts a multiple of their number); tokens
+    # reach their experts by all-to-all (pipeline/model/expert_parallel.py). Needs strategy ddp and > 1 rank.
+    expert_parallel: bool = False
     num_threads: int = 0  # torch threads on CPU; 0 = torch's default
     logger: str = "dvclive"  # dvclive | csv
 

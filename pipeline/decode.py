@@ -15,6 +15,13 @@ returned ids exclude bos and eos. Beam scores are summed log-probabilities divid
 length penalty ((5 + length) / 6) ** length_penalty, length counting the eos; a sentence stops when
 K hypotheses have ended (among the K best candidates of a step), as in fairseq. The searches switch
 the model to eval mode and back.
+
+Expert parallelism (`pipeline.model.expert_parallel`): every rank of an expert-parallel model decodes its
+own sentences, and every MoE layer call exchanges tokens with the other ranks, so the ranks must run the
+same number of encoder passes and decoder steps. The searches agree on stopping (`_Steps`: a flag carried by
+the decoder's exchanges, or an all-reduce per step when the decoder has no MoE layer), and a rank whose
+sentences are done feeds empty steps (0 rows) until all are; `translate` runs as many batches on every rank
+(empty ones where a rank has fewer). Without sharded experts nothing changes.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ import torch
 from torch import Tensor
 
 from pipeline.errors import PipelineError
+from pipeline.model.expert_parallel import LOCKSTEP, ShardedExperts, all_ranks_done, expert_parallel_group
 
 MaxLen = Union[int, Sequence[int], Tensor]
 
@@ -99,6 +107,39 @@ def _start(model, src: Tensor, src_lang: Tensor, tgt_lang: Tensor, use_cache: bo
     return (_CachedDecoder if use_cache else _UncachedDecoder)(model, memory, src_lang, tgt_lang)
 
 
+class _Steps:
+    """When a search loop ends. One process: as soon as its sentences are done (`before`). An expert-parallel
+    model: when every rank's are. Where the decoder has sharded MoE layers, each rank's "done" flag rides on
+    their exchanges (`LOCKSTEP`): every rank steps, and `after` the step says whether every rank was done
+    before it (that step was then idle everywhere: one wasted step per search, no collective of its own).
+    Otherwise the ranks agree by an all-reduce before each step."""
+
+    def __init__(self, model, device):
+        self.parallel, self.group = expert_parallel_group(model)
+        self.device = device if device.type == "cuda" else torch.device("cpu")
+        self.piggyback = self.parallel and any(
+            isinstance(moe.experts, ShardedExperts) for name, moe in model.moe_layers().items()
+            if name.startswith("decoder."))
+        LOCKSTEP.set(None)
+
+    def before(self, done: bool) -> bool:
+        if not self.parallel:
+            return done
+        if self.piggyback:
+            LOCKSTEP.set(int(done))
+            return False
+        return all_ranks_done(done, self.group, self.device)
+
+    def after(self) -> bool:
+        if not self.piggyback:
+            return False
+        all_done, heard = LOCKSTEP.all_done, LOCKSTEP.heard
+        LOCKSTEP.set(None)
+        if not heard:
+            raise RuntimeError("expert-parallel decoding: a decoder step ran no sharded MoE layer")
+        return all_done
+
+
 @torch.inference_mode()
 def greedy_search(model, src: Tensor, src_lang: Tensor, tgt_lang: Tensor, max_len: MaxLen,
                   use_cache: bool = True) -> list[list[int]]:
@@ -111,8 +152,13 @@ def greedy_search(model, src: Tensor, src_lang: Tensor, tgt_lang: Tensor, max_le
         alive = list(range(B))  # sentence of each live row
         outputs: list[list[int]] = [[] for _ in range(B)]
         last = torch.full((B, 1), cfg.bos_id, dtype=torch.long, device=device)
-        for _ in range(max(limits)):
-            token = decoder.step(last).argmax(dim=-1)  # (n,)
+        steps, done = _Steps(model, device), B == 0
+        while not steps.before(done):  # ends by `done` at the latest after max(limits) steps
+            token = decoder.step(last).argmax(dim=-1)  # (n,); 0 rows once done (expert parallel)
+            if steps.after():
+                break
+            if done:
+                continue
             keep = []
             for row, (b, t) in enumerate(zip(alive, token.tolist())):
                 if t == cfg.eos_id:
@@ -121,7 +167,10 @@ def greedy_search(model, src: Tensor, src_lang: Tensor, tgt_lang: Tensor, max_le
                 if len(outputs[b]) < limits[b]:
                     keep.append(row)
             if not keep:
-                break
+                done = True
+                decoder.reorder(token.new_zeros(0))
+                last = last[:0]
+                continue
             if len(keep) < len(alive):
                 index = torch.tensor(keep, device=device)
                 decoder.reorder(index)
@@ -147,10 +196,18 @@ def beam_search(model, src: Tensor, src_lang: Tensor, tgt_lang: Tensor, beam_siz
         scores[:, 0] = 0.0  # all beams start identical: expand only the first
         seqs = torch.zeros(B * K, 0, dtype=torch.long, device=device)
         last = torch.full((B * K, 1), cfg.bos_id, dtype=torch.long, device=device)
-        for step in range(max(limits)):
+        steps, done, step = _Steps(model, device), B == 0, -1
+        while not steps.before(done):  # ends by `done` at the latest after max(limits) steps
+            if done:  # expert parallel: this rank's sentences are done, others' may not be
+                decoder.step(last)
+                if steps.after():
+                    break
+                continue
+            step += 1
             n, length = len(alive), step + 1
             penalty = ((5.0 + length) / 6.0) ** length_penalty
             log_probs = decoder.step(last).float().log_softmax(dim=-1)  # (n*K, V)
+            steps.after()  # False: this rank was not done
             V = log_probs.shape[-1]
             candidates = (scores[:, :, None] + log_probs.view(n, K, V)).view(n, K * V)
             top_scores, top_index = candidates.topk(min(2 * K, K * V), dim=1)  # (n, 2K)
@@ -180,7 +237,10 @@ def beam_search(model, src: Tensor, src_lang: Tensor, tgt_lang: Tensor, beam_siz
                     continue
                 keep.append(row)
             if not keep:
-                break
+                done = True
+                decoder.reorder(rows[:0])
+                last = last[:0]
+                continue
             if len(keep) == n:  # every sentence goes on: only the beams' own state moves
                 decoder.reorder(rows, memory=False)
                 last = token.view(-1, 1)
@@ -220,6 +280,18 @@ def token_batches(lengths: Sequence[int], budget: int, beam_size: int = 1) -> li
     return batches
 
 
+def _same_count_on_every_rank(model, batches: list[list[int]], device) -> list[list[int]]:
+    """An expert-parallel model's ranks must run as many batches: pad with empty ones to the most any has."""
+    parallel, group = expert_parallel_group(model)
+    if not parallel:
+        return batches
+    import torch.distributed as dist
+
+    count = torch.tensor([len(batches)], device=device if device.type == "cuda" else "cpu")
+    dist.all_reduce(count, op=dist.ReduceOp.MAX, group=group)
+    return batches + [[] for _ in range(int(count.item()) - len(batches))]
+
+
 def translate(model, vocab, sources: list[str], src_lang: str, tgt_lang: str, cfg,
               device: Optional[torch.device | str] = None,
               progress: Optional[Callable[[int], None]] = None) -> list[str]:
@@ -233,12 +305,15 @@ def translate(model, vocab, sources: list[str], src_lang: str, tgt_lang: str, cf
     for lang in (src_lang, tgt_lang):
         if lang not in languages:
             raise PipelineError(f"language {lang!r} is not one the model knows ({', '.join(languages)})")
-    device = device or next(model.parameters()).device
+    device = torch.device(device) if device is not None else next(model.parameters()).device
     encoded = [vocab.encode_source(text, tgt_lang) for text in sources]
     results: list[str] = [""] * len(sources)
+    batches = _same_count_on_every_rank(
+        model, token_batches([len(e) for e in encoded], cfg.batch_tokens, cfg.beam_size), device)
     with torch.inference_mode(), _eval_mode(model):
-        for batch in token_batches([len(e) for e in encoded], cfg.batch_tokens, cfg.beam_size):
-            src = pad_batch([encoded[i] for i in batch], model.cfg.pad_id, device)
+        for batch in batches:
+            src = pad_batch([encoded[i] for i in batch], model.cfg.pad_id, device) if batch else \
+                torch.full((0, 1), model.cfg.pad_id, dtype=torch.long, device=device)
             src_ids = torch.full((len(batch),), languages.index(src_lang), device=device)
             tgt_ids = torch.full((len(batch),), languages.index(tgt_lang), device=device)
             limits = [int(cfg.max_len_a * len(encoded[i]) + cfg.max_len_b) for i in batch]

@@ -55,7 +55,8 @@ def count_parameters(model: nn.Module) -> ParameterCount:
     config = model.cfg
     active_experts = 0
     for moe in model.moe_layers().values():
-        per_expert = sum(p.numel() for p in moe.experts.parameters()) // moe.experts.num_experts
+        held = moe.experts.w_in.shape[0]  # all E, or this rank's shard under expert parallelism
+        per_expert = sum(p.numel() for p in moe.experts.parameters()) // held
         active_experts += per_expert * config.top_k
     total = sum(counts.values())
     return ParameterCount(total=total, active_per_token=total - counts["experts"] + active_experts,

@@ -108,16 +108,20 @@ class Experts(nn.Module):
         tokens = torch.div(chosen, K, rounding_mode="floor")  # (M,)
         experts = flat_expert[chosen]  # (M,) sorted
         counts = torch.bincount(experts, minlength=self.num_experts)  # (E,)
-        padded = self.dispatch == "padded" or (self.dispatch == "auto" and x.is_cuda and self.training)
-        run = self._run_padded if padded else self._run_grouped
+        run = self._runner(x.is_cuda)
         y = run(x.index_select(0, tokens), experts, counts) * weights.reshape(-1)[chosen, None]
         return torch.zeros_like(x).index_add(0, tokens, y.to(x.dtype))
 
+    def _runner(self, is_cuda: bool):
+        """`_run_padded` or `_run_grouped`, as `dispatch` says (see the class docstring)."""
+        padded = self.dispatch == "padded" or (self.dispatch == "auto" and is_cuda and self.training)
+        return self._run_padded if padded else self._run_grouped
+
     def _run_grouped(self, x: Tensor, experts: Tensor, counts: Tensor) -> Tensor:
-        """x (M, D) sorted by expert -> FFN outputs (M, D), one matmul pair per expert."""
+        """x (M, D) sorted by expert -> FFN outputs (M, D), one matmul pair per expert held here."""
         # unbind once: indexing w_in[e] per expert would make E full-size gradients in backward
         params = zip(self.w_in.unbind(0), self.b_in.unbind(0), self.w_out.unbind(0), self.b_out.unbind(0))
-        outputs = [x.new_zeros(0, x.shape[1])]
+        outputs = [x[:0]]  # (0, D), part of x's graph even when no expert runs (expert_parallel.py)
         for x_e, (w_in, b_in, w_out, b_out) in zip(x.split(counts.tolist()), params):
             if x_e.shape[0] > 0:
                 hidden = F.relu(torch.addmm(b_in, x_e, w_in))  # (n_e, F)
@@ -125,10 +129,13 @@ class Experts(nn.Module):
         return torch.cat(outputs)
 
     def _run_padded(self, x: Tensor, experts: Tensor, counts: Tensor) -> Tensor:
-        """x (M, D) sorted by expert -> FFN outputs (M, D), through groups padded to (E, C, D)."""
+        """x (M, D) sorted by expert -> FFN outputs (M, D), through groups padded to (E, C, D).
+
+        `experts` index the experts held here (`w_in.shape[0]` of them: all E, or one shard of them
+        under expert parallelism)."""
         capacity = int(counts.max())  # C: the largest group
         slot = torch.arange(x.shape[0], device=x.device) - (counts.cumsum(0) - counts)[experts]  # (M,)
-        groups = x.new_zeros(self.num_experts, capacity, x.shape[1]).index_put((experts, slot), x)
+        groups = x.new_zeros(self.w_in.shape[0], capacity, x.shape[1]).index_put((experts, slot), x)
         hidden = F.relu(torch.baddbmm(self.b_in[:, None, :], groups, self.w_in))  # (E, C, F)
         return torch.baddbmm(self.b_out[:, None, :], hidden, self.w_out)[experts, slot]  # (M, D)
 
@@ -165,8 +172,8 @@ class MoELayer(nn.Module):
                                  keep.reshape(-1, self.top_k), self.experts.num_experts,
                                  capacity).view(B, L, self.top_k)
         weights = gating.weights * keep
-        y = self.experts(x.reshape(B * L, D), gating.expert_index.reshape(B * L, -1),
-                         weights.reshape(B * L, -1), keep.reshape(B * L, -1))
+        y = self.experts(x.reshape(B * L, D), gating.expert_index.reshape(B * L, self.top_k),
+                         weights.reshape(B * L, self.top_k), keep.reshape(B * L, self.top_k))
         unit_weight = unit_weights(route.units)
         balance = balance_loss(gating, unit_weight)
         z_loss = router_z_loss(route.logits, unit_weight)

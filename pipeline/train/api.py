@@ -178,7 +178,8 @@ def train_warmstart(params: Params, corpus_dir: Path, out_dir: Path, reports_dir
     job = make_job(params, "warmstart", model, corpus_dir, out_dir, reports_dir, vocab, languages,
                    max_steps=steps, run_name=run_name)
     metrics = finish(job, fit(job), params)
-    write_json(Path(out_dir) / WARMSTART_MARKER, {"steps": steps})
+    if job.is_global_zero:  # under DDP only the first rank writes
+        write_json(Path(out_dir) / WARMSTART_MARKER, {"steps": steps})
     return metrics
 
 

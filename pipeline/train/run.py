@@ -6,6 +6,15 @@ interrupted stage with the same settings, training continues from that checkpoin
 skips the batches already seen; with other settings it starts over. A run that finished keeps its
 metrics there too (`final.json`): rerunning it with the same settings (`dvc repro -f`) publishes the same
 weights and metrics again without training, instead of a zero-step run's empty figures.
+
+Several processes (`train.strategy: ddp` with `train.devices` > 1 or `train.num_nodes` > 1; launched by
+Lightning itself, by torchrun or by SLURM): each rank trains on its own share of the batch stream (global
+batch i goes to rank i mod W), gradients are averaged, and only the first rank writes the checkpoint, the
+metrics, the curves and the validation translations; `tokens_per_second` is the whole job's (every rank's
+tokens over the slowest rank's training seconds; `world_size` beside it). With `train.expert_parallel` the
+experts of every MoE layer are sharded over the ranks as well (`TranslationModule.setup`;
+pipeline/model/expert_parallel.py); checkpoints hold the full experts, gathered from the ranks, and the kept
+model is whole again after `fit`. tests/train/test_ddp.py runs both on 2 CPU processes.
 """
 
 from __future__ import annotations
@@ -90,11 +99,13 @@ class CurveWriter(Callback):
 
     def __init__(self, path: Path, every: int = 10, start_step: int = 0):
         self.path, self.every = path, every
-        if path.exists():  # keep the rows of the run being resumed, drop any past its checkpoint
+        if path.exists() and _global_rank() == 0:  # keep the rows of the run being resumed, drop later ones
             rows = [r for r in _read_curves(path) if int(r["step"]) <= start_step]
             _write_curves(path, rows)
 
     def _append(self, trainer, **values) -> None:
+        if not trainer.is_global_zero:  # under DDP the first rank writes for all
+            return
         new = not self.path.exists()
         with self.path.open("a", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=CURVE_FIELDS)
@@ -248,9 +259,32 @@ def _resume_checkpoint(job: TrainJob) -> tuple[Optional[Path], int]:
 
 
 def _global_rank() -> int:
+    """This process' rank, also before Lightning has joined the processes: 0 on the first process only.
+    From the process group when there is one, else from what the launcher set: torchrun's RANK, SLURM's
+    SLURM_PROCID (several tasks), or Lightning's own launcher's NODE_RANK and LOCAL_RANK."""
     import os
 
-    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", 0)))
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank()
+    env = os.environ
+    if "RANK" in env:
+        return int(env["RANK"])
+    if int(env.get("SLURM_NTASKS", "1")) > 1 and "SLURM_PROCID" in env:
+        return int(env["SLURM_PROCID"])
+    local, node = int(env.get("LOCAL_RANK", 0)), int(env.get("NODE_RANK", 0))
+    return node * int(env.get("LOCAL_WORLD_SIZE", local + 1)) + local
+
+
+def _job_throughput(module: TranslationModule) -> dict:
+    """Training throughput of the whole job: every rank's tokens over the slowest rank's training time."""
+    mine = (int(module.tokens_seen), float(module.train_seconds))
+    ranks = [mine]
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        ranks = [None] * torch.distributed.get_world_size()
+        torch.distributed.all_gather_object(ranks, mine)  # any backend (NCCL too)
+    slowest = max(seconds for _, seconds in ranks)
+    return {"tokens_per_second": sum(tokens for tokens, _ in ranks) / slowest if slowest else 0.0,
+            "train_seconds": slowest, "world_size": len(ranks)}
 
 
 def fit(job: TrainJob) -> dict:
@@ -322,6 +356,11 @@ def fit(job: TrainJob) -> dict:
     job.is_global_zero = trainer.is_global_zero
     if trainer.global_step % cfg.val_every:  # the last validation came before the last step
         trainer.validate(module, valid_loader, verbose=False)
+    throughput = _job_throughput(module)
+    if module.expert_parallel:  # every rank gets the whole model back (the kept weights, the outputs)
+        from pipeline.model.expert_parallel import gather_experts
+
+        gather_experts(job.model)
 
     best = checkpoint.best_model_path
     if cfg.keep_checkpoint == "best_val_loss" and best and Path(best).exists():
@@ -334,14 +373,13 @@ def fit(job: TrainJob) -> dict:
         else final.get("val_loss", math.nan)
     final["best_checkpoint_step"] = _step_of(best)
     final["kept_checkpoint"] = cfg.keep_checkpoint
-    final.update(steps=trainer.global_step, resumed_from_step=start_step,
-                 tokens_per_second=module.tokens_per_second, wall_seconds=wall,
-                 train_seconds=module.train_seconds,
+    final.update(steps=trainer.global_step, resumed_from_step=start_step, wall_seconds=wall,
+                 **throughput, expert_parallel=module.expert_parallel,
                  device=str(trainer.strategy.root_device), precision=cfg.precision, **compute_record())
     if bleu_fn is not None:  # the last validation already scored the last step's weights
         final["val_bleu_kept_checkpoint"] = (final["val_bleu"] if cfg.keep_checkpoint == "last"
                                              and "val_bleu" in final else float(bleu_fn(job.model)))
-    if _global_rank() == 0:
+    if job.is_global_zero:
         _publish(job)
         write_json(job.resume_dir / FINAL, final)
     return final
