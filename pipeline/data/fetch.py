@@ -95,7 +95,7 @@ def check_database(db_path: str | Path) -> str:
     the pinned one when there is no record: a file edited after fetch stops prepare."""
     db_path = Path(db_path)
     if not db_path.is_file():
-        raise PipelineError(f"{db_path}: file not found (run `dvc repro fetch`)")
+        raise PipelineError(f"{db_path}: file not found (run the fetch stage)")
     record = db_path.with_name(db_path.name + CHECKED_SUFFIX)
     expected = record.read_text(encoding="utf-8").strip() if record.is_file() else DB_SHA256
     actual = sha256_file(db_path)

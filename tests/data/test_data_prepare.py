@@ -137,7 +137,28 @@ def assert_fails_cleanly(cfg, raw: Path, tmp_path: Path, match: str):
 def test_corrupt_database(tmp_path):
     (tmp_path / "raw").mkdir()
     (tmp_path / "raw" / "bible.db").write_bytes(b"\x00garbage" * 500)
+    assert_fails_cleanly(smoke(), tmp_path / "raw", tmp_path, r"raw/bible.db: sha256 \w+… differs from the "
+                         r"pinned hash 9605a855220e…: the file changed after fetch")
+    # a database whose recorded hash matches it gets as far as reading it
+    from pipeline.data.fetch import sha256_file
+
+    (tmp_path / "raw" / "bible.db.sha256").write_text(sha256_file(tmp_path / "raw" / "bible.db"))
     assert_fails_cleanly(smoke(), tmp_path / "raw", tmp_path, r"raw/bible.db: not a readable SQLite database")
+
+
+def test_a_database_edited_after_fetch_stops_prepare(tiny_db, tmp_path):
+    """One byte changed ("Jubal" to "Xubal" in the real database): the hash fetch recorded no longer
+    matches, and prepare builds nothing."""
+    import shutil
+
+    raw = tmp_path / "raw"
+    shutil.copytree(tiny_db.parent, raw)
+    data = bytearray((raw / "bible.db").read_bytes())
+    at = data.rindex(b"a")
+    data[at] = ord("X")
+    (raw / "bible.db").write_bytes(bytes(data))
+    assert_fails_cleanly(smoke(), raw, tmp_path, r"raw/bible.db: sha256 \w+… differs from the hash fetch "
+                         r"checked \(bible.db.sha256\)")
 
 
 def test_missing_database(tmp_path):
