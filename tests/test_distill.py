@@ -153,11 +153,12 @@ def test_student_takes_up_the_teachers_lr_schedule(params, teacher_dir, tiny_cor
     train_student(params, teacher_dir, tiny_corpus, tmp_path / "d", tmp_path / "s", tmp_path / "r")
     meta = json.loads((tmp_path / "s" / "meta.json").read_text())
     assert meta["schedule_offset"] == offset
-    with (tmp_path / "r" / "curves.csv").open() as handle:
+    with (tmp_path / "r" / "train_curve.csv").open() as handle:
         rows = [r for r in csv.DictReader(handle) if r["lr"]]
     assert rows, "no learning rate was logged"
-    for row in rows:  # the rate logged at `step` (the next step's): the teacher's schedule, `offset` on
-        expected = params.train.lr * inverse_sqrt_schedule(int(row["step"]) + offset,
+    for row in rows:  # the rate logged at `step` (the next step's; steps count from the teacher's schedule)
+        assert int(row["step"]) >= offset
+        expected = params.train.lr * inverse_sqrt_schedule(int(row["step"]),
                                                           params.train.warmup_steps)
         assert float(row["lr"]) == pytest.approx(expected, rel=1e-6)
 
@@ -231,11 +232,12 @@ def test_control_trains_the_dense_baseline_as_long_as_the_student(params, dense_
     assert metrics["steps"] == 10 and metrics["model"] == "dense_long"
     meta = json.loads((tmp_path / "c" / "meta.json").read_text())
     assert meta["schedule_offset"] == offset and meta["control"]["base"] == str(dense_dir)
-    with (tmp_path / "r" / "curves.csv").open() as handle:
+    with (tmp_path / "r" / "train_curve.csv").open() as handle:
         rows = [r for r in csv.DictReader(handle) if r["lr"]]
     assert rows, "no learning rate was logged"
-    for row in rows:  # the student's schedule: the baseline's, `offset` steps on
-        expected = params.train.lr * inverse_sqrt_schedule(int(row["step"]) + offset,
+    for row in rows:  # the student's schedule: the baseline's, `offset` steps on (the curve counts them)
+        assert int(row["step"]) >= offset
+        expected = params.train.lr * inverse_sqrt_schedule(int(row["step"]),
                                                           params.train.warmup_steps)
         assert float(row["lr"]) == pytest.approx(expected, rel=1e-6)
     trained, base = load_checkpoint(tmp_path / "c"), load_checkpoint(dense_dir)

@@ -14,7 +14,7 @@ from pipeline.config import BenchmarkConfig, DecodeConfig
 @pytest.mark.parametrize("reference,reference_speed,expected", [
     ("token_moe", 400.0, {"dense": 2.0, "token_moe": 1.0, "task_moe": 0.5}),
     ("token_moe", 0.0, {"dense": None, "token_moe": None, "task_moe": None}),
-    ("task_moe", 400.0, {"dense": 4.0, "token_moe": 2.0, "task_moe": 1.0}),  # distill.teacher: task_moe
+    ("task_moe", 200.0, {"dense": 4.0, "token_moe": 2.0, "task_moe": 1.0}),  # distill.teacher: task_moe
 ])
 def test_ratios_to_the_reference(tmp_path, monkeypatch, reference, reference_speed, expected):
     speeds = {"dense": 800.0, "token_moe": 400.0, "task_moe": 200.0, reference: reference_speed}
