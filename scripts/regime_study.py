@@ -34,6 +34,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Optional
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -186,7 +187,44 @@ def lead(dense: dict, moe: dict, cfg) -> dict:
             "dense_loss": bs.actual["dense"], "moe_loss": bs.actual["moe"]}
 
 
-def measure(study: Study, p: Params, models: list[str]) -> dict:
+def time_steps(study: Study, p: Params, name: str, steps: int = 20, warmup: int = 3) -> float:
+    """Median seconds of one training step of `name` (forward, backward, clipping, AdamW; no validation)
+    on the variant's batch stream, measured now: with the machine to itself this is the variant's speed,
+    whatever else shared the cores while it trained."""
+    import statistics
+
+    import torch
+
+    from pipeline.data.sampling import temperature_probs
+    from pipeline.train.api import build_model, corpus_languages, load_vocab
+    from pipeline.train.batching import MixedBatchStream
+    from pipeline.train.examples import load_examples
+    from pipeline.train.module import TranslationModule
+
+    corpus = study.corpus(p)
+    vocab, languages = load_vocab(corpus), corpus_languages(corpus)
+    train = load_examples(corpus, "train", vocab, languages, p.model.max_positions)
+    probs = temperature_probs({d: len(x) for d, x in train.items()}, p.data.temperature)
+    model = build_model(p, name, vocab, languages).train()
+    module = TranslationModule(model, p.train, vocab.pad_id, p.model.expert_lr_scale)
+    module.log = lambda *a, **k: None  # no trainer attached
+    optimizer = module.configure_optimizers()["optimizer"]
+    stream = iter(MixedBatchStream(train, probs, p.train.batch_tokens, p.train.max_sentences, vocab.pad_id,
+                                   vocab.bos_id, seed=p.train.seed))
+    times = []
+    for i in range(warmup + steps):
+        batch = next(stream)
+        start = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        module._shared_step(batch, "train").backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), p.train.grad_clip)
+        optimizer.step()
+        if i >= warmup:
+            times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def measure(study: Study, p: Params, models: list[str], timed: Optional[dict] = None) -> dict:
     """Train and evaluate what the variant needs; its figures."""
     from pipeline.compare import Bootstrap, difference, system_score
     from pipeline.data.corpus import load_split
@@ -204,11 +242,14 @@ def measure(study: Study, p: Params, models: list[str]) -> dict:
     out: dict = {"models": {}, "corpus": corpus.name, "directions": directions}
     dense_step, dense_losses = final_losses(study.reports(dirs["dense"]), directions)
     dense_metrics = read_json(study.reports(dirs["dense"]) / "metrics.json")
-    dense_train = step_seconds(dense_metrics) * (dense_metrics["steps"])
+    speed = {m: (timed or {}).get(m) or step_seconds(read_json(study.reports(dirs[m]) / "metrics.json"))
+             for m in models}
+    dense_train = speed["dense"] * dense_metrics["steps"]
     for m in models:
         metrics = read_json(study.reports(dirs[m]) / "metrics.json")
-        row = {"folder": dirs[m].name, "steps": metrics["steps"],
-               "seconds_per_step": step_seconds(metrics), "val_loss": metrics.get("val_loss"),
+        row = {"folder": dirs[m].name, "steps": metrics["steps"], "seconds_per_step": speed[m],
+               "seconds_per_step_source": "timed alone (--time)" if (timed or {}).get(m) else "training run",
+               "seconds_per_step_in_training": step_seconds(metrics), "val_loss": metrics.get("val_loss"),
                "params_total": metrics.get("params_total"),
                "test_bleu": system_score(bs, m, directions, cfg.confidence),
                "warmstart_steps": read_json(dirs[m] / "meta.json").get("warmstart_steps", 0)}
@@ -306,6 +347,10 @@ def main() -> int:
     ap.add_argument("--params", type=Path, default=ROOT / "params.yaml")
     ap.add_argument("--only", nargs="*", default=None, help="variant names to run")
     ap.add_argument("--summarize", action="store_true", help="only gather finished variants")
+    ap.add_argument("--time", type=int, default=0, metavar="STEPS",
+                    help="time STEPS training steps of every model now (median) for the s/step column and the "
+                         "equal-time lead, instead of the training runs' own times (which other jobs may have "
+                         "slowed); run it with the machine to itself")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     import yaml
@@ -318,7 +363,7 @@ def main() -> int:
             raise PipelineError(f"{args.params}: profile: the study varies the default; got {base['profile']!r}")
         if not (args.raw / "bible.db").exists() and base["data"]["source"] == "bible":
             raise PipelineError(f"{args.raw}: no bible.db (run `dvc repro fetch`)")
-        out_dir = args.out or args.variants.parent
+        out_dir = (args.out or args.variants.parent).resolve()
         study = Study(args.work.resolve(), args.raw.resolve())
         args.work.mkdir(parents=True, exist_ok=True)
         names = [v["name"] for v in variants]
@@ -338,8 +383,12 @@ def main() -> int:
                 if not done:
                     continue
             started = time.perf_counter()
+            timed = None
+            if args.time:
+                timed = {m: time_steps(study, p, m, steps=args.time) for m in models}
+                log.info("%s: median s/step %s", v["name"], {m: round(t, 3) for m, t in timed.items()})
             result = {"name": v["name"], "what": v.get("what", ""), "set": v.get("set") or {},
-                      **measure(study, p, models)}
+                      **measure(study, p, models, timed)}
             log.info("%s done in %.0f s", v["name"], time.perf_counter() - started)
             results.append(result)
             write_json(out_dir / "results.json", {"base": str(args.params.name), "variants": results,
