@@ -81,6 +81,9 @@ def main() -> None:
     p.add_argument("--profile-steps", type=int, default=3, help="steps under torch's profiler")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--peak-gflops", type=float, default=None)
+    p.add_argument("--loss", choices=["fused", "pytorch", "both"], default="fused",
+                   help="the training loss's cross-entropy: the pipeline's (fused), F.cross_entropy, or each "
+                        "in turn on the same batches (the speed-up of the fused one, measured in one run)")
     args = p.parse_args()
     for name, value in (("--steps", args.steps), ("--profile-steps", args.profile_steps)):
         if value < 1:
@@ -122,7 +125,10 @@ def main() -> None:
           f"{params.model.encoder_layers}+{params.model.decoder_layers}, moe_every {params.model.moe_every}, "
           f"experts {params.model.num_experts}, top-{params.model.top_k}, vocab {vocab.size}")
 
-    for name in args.models or list(params.models):
+    runs = [(name, loss) for name in (args.models or list(params.models))
+            for loss in (("fused", "pytorch") if args.loss == "both" else (args.loss,))]
+    for name, loss in runs:
+        _use_loss(loss)
         model = build_model(params, name, vocab, languages)
         module = TranslationModule(model, cfg, vocab.pad_id, params.model.expert_lr_scale)
         optimizer = module.configure_optimizers()["optimizer"]
@@ -163,7 +169,7 @@ def main() -> None:
         flops_per_token = flops / max(prof_tokens, 1)
         achieved = flops_per_token * tok_s / 1e9
         counts = model.parameter_count().as_dict()
-        print(f"\n{name}: {counts.get('total', 0) / 1e6:.2f}M parameters; median {median:.3f} s/step "
+        print(f"\n{name} ({loss} cross-entropy): {counts.get('total', 0) / 1e6:.2f}M parameters; median {median:.3f} s/step "
               f"(min {min(times):.3f}, max {max(times):.3f}), {tok_s:,.0f} tokens/s")
         print(f"  matmul FLOPs {flops_per_token / 1e6:.1f} MFLOP/token -> {achieved:.1f} GFLOP/s, "
               f"{100 * achieved / peak:.1f}% of fp32 peak")
@@ -173,6 +179,20 @@ def main() -> None:
             print(f"    {kind:<14} {100 * us / total:5.1f}%")
         top = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)[:8]
         print("  top ops: " + ", ".join(f"{e.key} {100 * e.self_cpu_time_total / total:.1f}%" for e in top))
+
+
+def _use_loss(kind: str) -> None:
+    """Point the training step's cross-entropy at the fused implementation or at F.cross_entropy."""
+    import torch.nn.functional as F
+
+    from pipeline.train import losses, module
+
+    def pytorch(logits, target, pad_id, label_smoothing=0.0):
+        loss = F.cross_entropy(logits.float().flatten(0, 1), target.flatten(), ignore_index=pad_id,
+                               label_smoothing=label_smoothing, reduction="sum")
+        return loss, (target != pad_id).sum()
+
+    module.token_cross_entropy = losses.token_cross_entropy if kind == "fused" else pytorch
 
 
 if __name__ == "__main__":

@@ -91,7 +91,7 @@ def test_dvc_repro_runs_every_stage_on_the_smoke_profile(pipeline_run):
     resolved = yaml.safe_load((repo / "reports" / "params.yaml").read_text())
     assert resolved["profile"] == "smoke" and resolved["model"]["d_model"] == 32
     # a model whose translations are degenerate is no result, and the answer says so
-    degenerate = {m for m in bench["models"] if json.loads(
+    degenerate = {m for m in pytorch if json.loads(
         (repo / "reports" / "evaluate" / m / "metrics.json").read_text())["hypotheses"]["degenerate"]}
     answer = report.split("## Answer")[1].split("\n## ")[0]
     assert ("No answer:" in answer) == bool(degenerate & {"dense", "token_moe", "task_moe", "student", "dense_long"})
