@@ -26,8 +26,9 @@ repro: setup
 	dvc repro
 	dvc metrics show
 
+# two workers, one torch thread each (tests/conftest.py); a file's tests stay on one worker (module fixtures)
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 smoke: setup
 	$(BIN)/python scripts/smoke.py

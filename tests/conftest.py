@@ -11,6 +11,16 @@ os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 torch.set_num_threads(1)
 
 
+# the slowest files first, so that `make test`'s two workers (pytest -n 2 --dist loadfile) finish together
+SLOW_FIRST = ("test_pipeline_e2e.py", "test_ddp.py", "test_serve_parallel.py", "test_benchmark_ct2.py",
+              "test_seeds.py", "test_stage_process.py")
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(SLOW_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(SLOW_FIRST)))  # stable: the rest keep their order
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
