@@ -14,10 +14,11 @@ dense; `pipeline.serve.ct2.refusal` says why another is skipped) is exported to 
 swept the same way: the same sentences, length-sorted batches, batch sizes, repeats, beam size, length
 limit (max_len_a * padded source length + max_len_b, capped by max_positions) and thread count
 (`intra_threads` = torch's threads on CPU). Beside its speed, each such row has its BLEU on the test set
-(every direction, `evaluate.max_sentences` pairs each, `evaluate.decode`'s beam and length penalty as
-CTranslate2 applies them) and its greedy translations of the benchmark sources compared with the PyTorch
-model's (float32: the exactness check, mismatches expected 0; int8: how many translations quantization
-changes); an int8 row also has its BLEU change against the float32 row.
+(every direction, the first `benchmark.bleu_sentences` pairs each, `evaluate.decode`'s beam and length
+penalty as CTranslate2 applies them), the PyTorch model's BLEU on the same pairs (from the evaluate stage's
+hypotheses, when given) and the change between them, and its greedy translations of the benchmark sources
+compared with the PyTorch model's (float32: the exactness check, mismatches expected 0; int8: how many
+translations quantization changes); an int8 row also has its BLEU change against the float32 row.
 
 The JSON written (`reports/benchmark.json`) has this shape, which the report reads:
 {"direction", "device", "beam_size", "sentences",
@@ -31,6 +32,8 @@ The JSON written (`reports/benchmark.json`) has this shape, which the report rea
    "bleu": mean over directions, "bleu_directions": {direction: bleu}, "bleu_sentences",
    "bleu_signature", "bleu_decode": {"beam_size", "length_penalty", "max_len_a", "max_len_b",
    "max_sentences", "length_normalisation"},
+   "bleu_pytorch" (the PyTorch model's mean BLEU on the same pairs, from its evaluate hypotheses; None
+   without them), "bleu_change_vs_pytorch" (bleu - bleu_pytorch, or None),
    "greedy_vs_pytorch": {"direction", "sentences", "mismatches", "first_mismatch"},
    "bleu_change_vs_float32" (int8 rows, when a float32 row exists)}},
  "ctranslate2": {"version", "quantizations", "device", "threads", "skipped": {name: reason}} (absent
@@ -145,12 +148,13 @@ def benchmark_model(model, vocab, sources: list[str], src_lang: str, tgt_lang: s
 
 
 def run_benchmark(models_dir: Path, names: list[str], corpus_dir: Path, cfg: BenchmarkConfig,
-                  decode_cfg: DecodeConfig, bleu_max_sentences: Optional[int] = None,
-                  reference: str = "token_moe") -> dict:
+                  decode_cfg: DecodeConfig, reference: str = "token_moe",
+                  evaluations: Optional[Path] = None) -> dict:
     """Benchmark every deployable model in `names` on `cfg.direction`'s test sources (PyTorch rows, and
-    CTranslate2 rows for the quantizations of `cfg.ctranslate2`; `bleu_max_sentences`: test pairs per
-    direction for the CTranslate2 rows' BLEU, None = all); ratios of peak throughput against `reference`
-    (the teacher: `pipeline.roles.Roles.teacher`)."""
+    CTranslate2 rows for the quantizations of `cfg.ctranslate2`, whose BLEU covers `cfg.bleu_sentences`
+    test pairs per direction); ratios of peak throughput against `reference` (the teacher:
+    `pipeline.roles.Roles.teacher`). `evaluations`: the evaluate stage's folder (`<name>/hyps/<d>.txt`),
+    for the PyTorch BLEU on the CTranslate2 rows' pairs."""
     from pipeline.data.corpus import read_pairs
     from pipeline.extract import load_deployable
     from pipeline.train.api import load_vocab
@@ -174,7 +178,7 @@ def run_benchmark(models_dir: Path, names: list[str], corpus_dir: Path, cfg: Ben
         model.to("cpu")
     if getattr(cfg, "ctranslate2", None):
         rows, result["ctranslate2"] = ctranslate2_rows(models_dir, names, corpus_dir, vocab, sources, cfg,
-                                                       decode_cfg, device, bleu_max_sentences)
+                                                       decode_cfg, device, evaluations)
         ordered = {}
         for name, row in result["models"].items():  # each engine's rows after its model's
             ordered[name] = row
@@ -258,7 +262,7 @@ def benchmark_ctranslate2(export, vocab, sources: list[str], src_lang: str, tgt_
 
 def ctranslate2_rows(models_dir: Path, names: list[str], corpus_dir: Path, vocab, sources: list[str],
                      cfg: BenchmarkConfig, decode_cfg: DecodeConfig, device,
-                     bleu_max_sentences: Optional[int]) -> tuple[dict, dict]:
+                     evaluations: Optional[Path] = None) -> tuple[dict, dict]:
     """({"<name>+ct2-<quantization>": row}, the run's "ctranslate2" record) for every model of `names`
     that exports exactly; the others are listed under "skipped" with the reason."""
     import ctranslate2
@@ -278,26 +282,30 @@ def ctranslate2_rows(models_dir: Path, names: list[str], corpus_dir: Path, vocab
               "device": ct2_device, "threads": threads, "skipped": {}}
     bench_pairs = {cfg.direction: read_pairs(Path(corpus_dir) / "test" / f"{cfg.direction}.tsv")
                    [: len(sources)]}
+    bleu_pairs = corpus_test_pairs(corpus_dir, max_sentences=cfg.bleu_sentences)
     rows = {}
-    with tempfile.TemporaryDirectory(prefix="benchmark-ct2-") as tmp:
+    quantizations = sorted(cfg.ctranslate2, key=QUANTIZATIONS.index)  # float32 first
+    progress = tqdm(total=len(names) * len(quantizations), desc="benchmark ctranslate2", unit="row")
+    with tempfile.TemporaryDirectory(prefix="benchmark-ct2-") as tmp, progress:
         for name in names:
             folder = Path(models_dir) / name
             floats = None
-            for quantization in sorted(cfg.ctranslate2, key=QUANTIZATIONS.index):  # float32 first
+            for i, quantization in enumerate(quantizations):
                 out = Path(tmp) / f"{name}-{quantization}"
                 try:
                     export_ctranslate2(folder, out, vocab, quantization)
                 except ExportRefused as exc:
                     record["skipped"][name] = str(exc)
                     log.info("ctranslate2: %s skipped: %s", name, exc)
+                    progress.update(len(quantizations) - i)
                     break
                 export = ExportedModels(out, device=ct2_device, threads=threads)
                 figures = benchmark_ctranslate2(export, vocab, sources, src_lang, tgt_lang, cfg, decode_cfg)
                 deployable = load_deployable(folder)
                 model = deployable.model_for(src_lang, tgt_lang)
-                pairs = corpus_test_pairs(corpus_dir, max_sentences=bleu_max_sentences)
-                pairs = {d: p for d, p in pairs.items() if d in export.index["routes"]}
+                pairs = {d: p for d, p in bleu_pairs.items() if d in export.index["routes"]}
                 bleu = export_bleu(export, pairs, decode_cfg)
+                reference_bleu = pytorch_bleu(evaluations, name, pairs) if evaluations else None
                 greedy = compare_with_pytorch(folder, export, bench_pairs, vocab, decode_cfg)  # greedy
                 row = {"engine": "ctranslate2", "base_model": name, "quantization": quantization,
                        "compute_type": COMPUTE_TYPES[quantization], "device": ct2_device, "threads": threads,
@@ -311,9 +319,12 @@ def ctranslate2_rows(models_dir: Path, names: list[str], corpus_dir: Path, vocab
                        "bleu_decode": {"beam_size": decode_cfg.beam_size,
                                        "length_penalty": decode_cfg.length_penalty,
                                        "max_len_a": decode_cfg.max_len_a, "max_len_b": decode_cfg.max_len_b,
-                                       "max_sentences": bleu_max_sentences,
+                                       "max_sentences": cfg.bleu_sentences,
                                        "length_normalisation": "CTranslate2: score / length ** length_penalty"
                                        if decode_cfg.beam_size > 1 else None},
+                       "bleu_pytorch": reference_bleu,
+                       "bleu_change_vs_pytorch": (bleu["bleu"] - reference_bleu
+                                                  if None not in (bleu["bleu"], reference_bleu) else None),
                        "greedy_vs_pytorch": {"direction": cfg.direction, **{
                            k: greedy["directions"][cfg.direction][k]
                            for k in ("sentences", "mismatches", "first_mismatch")}}}
@@ -322,8 +333,27 @@ def ctranslate2_rows(models_dir: Path, names: list[str], corpus_dir: Path, vocab
                 elif floats is not None and row["bleu"] is not None and floats["bleu"] is not None:
                     row["bleu_change_vs_float32"] = row["bleu"] - floats["bleu"]
                 rows[f"{name}+ct2-{quantization}"] = row
+                progress.update(1)
                 log.info("ctranslate2 %s %s: %.0f tokens/s peak, BLEU %.2f, %d of %d greedy translations "
                          "differ from PyTorch's", name, quantization, row["peak_tokens_per_second"],
                          row["bleu"] or 0.0, row["greedy_vs_pytorch"]["mismatches"],
                          row["greedy_vs_pytorch"]["sentences"])
     return rows, record
+
+
+def pytorch_bleu(evaluations: Path, name: str, pairs: dict[str, list]) -> Optional[float]:
+    """The PyTorch model's mean BLEU over `pairs`' directions on the same first lines, scored from the
+    evaluate stage's hypotheses (`<evaluations>/<name>/hyps/<direction>.txt`); None when a direction's
+    file is missing or shorter than its pairs."""
+    from pipeline.evaluate import read_lines, score_direction
+
+    scores = []
+    for direction, rows in pairs.items():
+        path = Path(evaluations) / name / "hyps" / f"{direction}.txt"
+        if not path.is_file():
+            return None
+        hyps = read_lines(path)
+        if len(hyps) < len(rows):
+            return None
+        scores.append(score_direction(hyps[: len(rows)], [p.target for p in rows], direction.split("-")[1])["bleu"])
+    return sum(scores) / len(scores) if scores else None

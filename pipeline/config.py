@@ -184,6 +184,10 @@ class BenchmarkConfig:
     # CTranslate2 rows beside the PyTorch ones: each dense deployable exported exactly (pipeline.serve.ct2)
     # and swept the same way, once per quantization listed (float32 | int8); [] = PyTorch rows only
     ctranslate2: list[str] = field(default_factory=lambda: ["float32", "int8"])
+    # test pairs per direction (the first N) that each CTranslate2 row translates for its BLEU, with
+    # evaluate.decode's beam; the PyTorch model's BLEU on the same pairs comes from the evaluate stage's
+    # hypotheses. null = the whole test split (at the CPU default ~7 min per row instead of ~40 s)
+    bleu_sentences: Optional[int] = 100
 
 
 @dataclass
@@ -500,6 +504,8 @@ def validate(p: Params, source="params.yaml") -> None:
     need(b.repeats >= 1, "benchmark.repeats", "must be >= 1")
     need(b.max_sentences > 0, "benchmark.max_sentences", "must be > 0")
     need(b.max_batches > 0, "benchmark.max_batches", "must be > 0")
+    need(b.bleu_sentences is None or b.bleu_sentences > 0, "benchmark.bleu_sentences",
+         f"must be > 0 or null, got {b.bleu_sentences}")
     need(b.beam_size >= 1, "benchmark.beam_size", "must be >= 1")
     need(all(q in ("float32", "int8") for q in b.ctranslate2)
          and len(set(b.ctranslate2)) == len(b.ctranslate2),

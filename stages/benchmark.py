@@ -12,6 +12,8 @@ def _main(argv=None):
     p = parser(__doc__)
     p.add_argument("--models-dir", type=Path, required=True)
     p.add_argument("--corpus", type=Path, required=True)
+    p.add_argument("--evaluations", type=Path, default=None,
+                   help="the evaluate stage's folder: the PyTorch BLEU beside each CTranslate2 row's")
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args(argv)
     params = load_params(args.params)
@@ -23,7 +25,7 @@ def _main(argv=None):
 
     teacher = Roles.from_params(params).teacher
     result = run_benchmark(args.models_dir, params.evaluate.models, args.corpus, params.benchmark,
-                           params.evaluate.decode, params.evaluate.max_sentences, reference=teacher)
+                           params.evaluate.decode, reference=teacher, evaluations=args.evaluations)
     write_json(args.out, result)
     width = max(map(len, [*result["models"], *result.get("ctranslate2", {}).get("skipped", {})]), default=0)
     for name, m in result["models"].items():
@@ -32,8 +34,10 @@ def _main(argv=None):
         extra = ""
         if m.get("engine") == "ctranslate2":
             greedy = m["greedy_vs_pytorch"]
-            extra = (f", BLEU {m['bleu']:.2f}, {greedy['mismatches']} of {greedy['sentences']} greedy "
-                     f"translations differ from PyTorch's")
+            change = m.get("bleu_change_vs_pytorch")
+            extra = (f", BLEU {m['bleu']:.2f}" + (f" ({change:+.2f} against PyTorch on the same "
+                                                   f"{m['bleu_sentences']} sentences)" if change is not None else "")
+                     + f", {greedy['mismatches']} of {greedy['sentences']} greedy translations differ from PyTorch's")
         print(f"{name:>{width}}: {m['peak_tokens_per_second']:9.0f} tokens/s peak (batch "
               f"{m['best_batch_size']}), {versus}, {m['resident_params']:,} params resident, "
               f"{m['weights_mb']:.1f} MB{extra}")

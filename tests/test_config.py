@@ -62,6 +62,7 @@ def test_gpu_profile_is_larger_on_every_axis_and_uses_public_domain_editions_onl
     ({"distill": {"teacher": "nope"}}, "distill.teacher"),
     ({"distill": {"lr_schedule": "resume"}}, "distill.lr_schedule"),
     ({"benchmark": {"direction": "en-xx"}}, "benchmark.direction"),
+    ({"benchmark": {"bleu_sentences": 0}}, "benchmark.bleu_sentences"),
     ({"compare": {"confidence": 1.5}}, "compare.confidence"),
     ({"seeds": {"extra": [1]}}, "seeds.extra"),  # train.seed: the main run
     ({"seeds": {"extra": [2, 2]}}, "seeds.extra"),

@@ -502,7 +502,7 @@ def throughput_section(inputs: Inputs) -> str:
     return "\n".join([
         f"## Serving cost\n\nDecoding `{b.get('direction', '?')}` on {b.get('device', '?')}, beam "
         f"{b.get('beam_size', '?')}, {b.get('sentences', '?')} sentences; peak over batch sizes; BLEU is the "
-        "test average of the same model.\n",
+        "test average of the same model (CTranslate2 rows: on the sentences named below).\n",
         md_table(["model", "engine", "peak tokens/s", "peak sentences/s", "best batch",
                   "resident params (one task)", "params total", "weights MB", "peak GPU memory MB",
                   f"tokens/s vs {reference}", "BLEU"], rows)] + _engine_notes(b))
@@ -515,12 +515,20 @@ def _engine_notes(b: dict) -> list[str]:
         return []
     rows = [(n, m) for n, m in b["models"].items() if m.get("engine") == "ctranslate2"]
     checks = [f"{n}: {m['greedy_vs_pytorch']['mismatches']} of {m['greedy_vs_pytorch']['sentences']} greedy "
-              "translations differ from PyTorch's" + (f", BLEU {m['bleu_change_vs_float32']:+.2f} against float32"
-                                                       if m.get("bleu_change_vs_float32") is not None else "")
+              "translations differ from PyTorch's"
+              + (f", BLEU {m['bleu_change_vs_pytorch']:+.2f} against PyTorch's on the same sentences"
+                 if m.get("bleu_change_vs_pytorch") is not None else "")
+              + (f", {m['bleu_change_vs_float32']:+.2f} against float32" if m.get("bleu_change_vs_float32") is not None
+                 else "")
               for n, m in rows]
+    first = rows[0][1] if rows else {}
+    per_direction = (first.get("bleu_decode") or {}).get("max_sentences")
+    covered = (f"the first {per_direction} test sentences of each direction ({first.get('bleu_sentences')} in all)"
+               if per_direction else "the whole test set")
     out = [f"\nCTranslate2 {ct2.get('version', '?')} rows ({ct2.get('device', '?')}, {ct2.get('threads', '?')} "
-           "threads, the same sentences and batch sizes; their BLEU is the test average computed by the benchmark "
-           "with CTranslate2's own beam search): " + ("; ".join(checks) or "none") + "."]
+           "threads, the same sentences and batch sizes). Their BLEU is CTranslate2's own beam search on "
+           f"{covered}, and each is compared with the PyTorch model's BLEU on those sentences: "
+           + ("; ".join(checks) or "none") + "."]
     out += [f"- no CTranslate2 row for {n}: {why}" for n, why in (ct2.get("skipped") or {}).items()]
     return out
 

@@ -9,10 +9,26 @@ from pipeline.config import BenchmarkConfig, DecodeConfig
 
 
 @pytest.fixture(scope="module")
-def result(served):
-    cfg = BenchmarkConfig(direction="en-de", batch_sizes=[1, 4], max_sentences=8, max_batches=2, repeats=1)
+def evaluations(served, tmp_path_factory):
+    """An evaluate folder whose dense "hypotheses" are the references themselves (BLEU 100 on any first
+    lines, and less on lines shifted by one), one line more than the benchmark scores; none for
+    task_moe_sub."""
+    from pipeline.data.corpus import read_pairs
+    from pipeline.evaluate import write_lines
+
+    root = tmp_path_factory.mktemp("evaluate")
+    (root / "dense" / "hyps").mkdir(parents=True)
+    for path in sorted((served.corpus / "test").glob("*.tsv")):
+        write_lines(root / "dense" / "hyps" / f"{path.stem}.txt", [p.target for p in read_pairs(path)][:7])
+    return root
+
+
+@pytest.fixture(scope="module")
+def result(served, evaluations):
+    cfg = BenchmarkConfig(direction="en-de", batch_sizes=[1, 4], max_sentences=8, max_batches=2, repeats=1,
+                          bleu_sentences=6)
     return benchmark.run_benchmark(served.models, ["dense", "token_moe", "task_moe_sub"], served.corpus, cfg,
-                                   DecodeConfig(beam_size=2), bleu_max_sentences=6)
+                                   DecodeConfig(beam_size=2), evaluations=evaluations)
 
 
 def test_rows_sit_beside_their_pytorch_model(result):
@@ -40,6 +56,12 @@ def test_same_sweep_same_counts_and_measured_quality(result, name):
         assert row["bleu_sentences"] == 24 and row["bleu_decode"]["beam_size"] == 2
         assert row["greedy_vs_pytorch"]["direction"] == "en-de" and row["greedy_vs_pytorch"]["sentences"] == 8
     assert floats["greedy_vs_pytorch"]["mismatches"] == 0  # exact in float32
+    for row in (floats, int8):
+        if name == "dense":  # scored on the same first 6 lines of each direction as the export
+            assert row["bleu_pytorch"] == pytest.approx(100.0)
+            assert row["bleu_change_vs_pytorch"] == pytest.approx(row["bleu"] - 100.0)
+        else:  # no evaluate hypotheses for it
+            assert row["bleu_pytorch"] is None and row["bleu_change_vs_pytorch"] is None
     assert int8["bleu_change_vs_float32"] == pytest.approx(int8["bleu"] - floats["bleu"])
     assert int8["weights_mb"] < floats["weights_mb"]
     assert floats["quantization"] == "float32" and int8["compute_type"] == "int8_float32"
@@ -55,3 +77,14 @@ def test_the_quantizations_setting_is_checked(value):
     with pytest.raises(ConfigError, match=r"benchmark\.ctranslate2"):
         params_from_dict(base)
     assert params_from_dict({**base, "benchmark": {"ctranslate2": []}}).benchmark.ctranslate2 == []
+
+
+def test_pytorch_bleu_needs_every_direction_with_enough_lines(served, evaluations, tmp_path):
+    from pipeline.serve.ct2 import corpus_test_pairs
+
+    pairs = corpus_test_pairs(served.corpus, max_sentences=6)
+    assert benchmark.pytorch_bleu(evaluations, "dense", pairs) == pytest.approx(100.0)
+    shifted = {d: rows[1:] for d, rows in corpus_test_pairs(served.corpus, max_sentences=7).items()}
+    assert benchmark.pytorch_bleu(evaluations, "dense", shifted) < 100.0  # line i is scored against pair i
+    assert benchmark.pytorch_bleu(evaluations, "dense", corpus_test_pairs(served.corpus)) is None  # too short
+    assert benchmark.pytorch_bleu(evaluations, "student", pairs) is None  # not evaluated
