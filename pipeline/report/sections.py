@@ -514,7 +514,8 @@ def _engine_notes(b: dict) -> list[str]:
     if not ct2:
         return []
     rows = [(n, m) for n, m in b["models"].items() if m.get("engine") == "ctranslate2"]
-    checks = [f"{n}: {m['greedy_vs_pytorch']['mismatches']} of {m['greedy_vs_pytorch']['sentences']} greedy "
+    checks = [f"{n} ({_threads(m.get('threads'))}): {m['greedy_vs_pytorch']['mismatches']} of "
+              f"{m['greedy_vs_pytorch']['sentences']} greedy "
               "translations differ from PyTorch's"
               + (f", BLEU {m['bleu_change_vs_pytorch']:+.2f} against PyTorch's on the same sentences"
                  if m.get("bleu_change_vs_pytorch") is not None else "")
@@ -525,12 +526,17 @@ def _engine_notes(b: dict) -> list[str]:
     per_direction = (first.get("bleu_decode") or {}).get("max_sentences")
     covered = (f"the first {per_direction} test sentences of each direction ({first.get('bleu_sentences')} in all)"
                if per_direction else "the whole test set")
-    out = [f"\nCTranslate2 {ct2.get('version', '?')} rows ({ct2.get('device', '?')}, {ct2.get('threads', '?')} "
-           "threads, the same sentences and batch sizes). Their BLEU is CTranslate2's own beam search on "
+    out = [f"\nCTranslate2 {ct2.get('version', '?')} rows ({ct2.get('device', '?')}, the same sentences and batch "
+           f"sizes, and at most the PyTorch rows' {ct2.get('threads', '?')} threads: each row at the faster of "
+           "1 and that many intra-op threads, named below). Their BLEU is CTranslate2's own beam search on "
            f"{covered}, and each is compared with the PyTorch model's BLEU on those sentences: "
            + ("; ".join(checks) or "none") + "."]
     out += [f"- no CTranslate2 row for {n}: {why}" for n, why in (ct2.get("skipped") or {}).items()]
     return out
+
+
+def _threads(count) -> str:
+    return "engine default threads" if count == 0 else f"{count} thread" + ("" if count == 1 else "s")
 
 
 def _peak_memory(model: dict) -> Optional[float]:

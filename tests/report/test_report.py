@@ -552,7 +552,7 @@ def test_the_serving_table_shows_engine_rows_with_their_bleu_against_pytorch(tmp
     bench = json.loads((root / "reports" / "benchmark.json").read_text())
     row = {**bench["models"]["dense"], "engine": "ctranslate2", "base_model": "dense", "quantization": "int8",
            "peak_tokens_per_second": 1800.0, "weights_mb": 0.5, "bleu": 7.25, "bleu_sentences": 40,
-           "bleu_decode": {"beam_size": 4, "max_sentences": 10}, "bleu_pytorch": 7.5,
+           "threads": 1, "bleu_decode": {"beam_size": 4, "max_sentences": 10}, "bleu_pytorch": 7.5,
            "bleu_change_vs_pytorch": -0.25, "bleu_change_vs_float32": -0.125,
            "greedy_vs_pytorch": {"direction": "en-de", "sentences": 8, "mismatches": 3, "first_mismatch": None}}
     bench["models"] = {"dense": bench["models"]["dense"], "dense+ct2-int8": row,
@@ -564,6 +564,7 @@ def test_the_serving_table_shows_engine_rows_with_their_bleu_against_pytorch(tmp
     table_row = [line for line in serving.splitlines() if line.startswith("| dense+ct2-int8 |")]
     assert len(table_row) == 1 and "| ctranslate2 |" in table_row[0] and table_row[0].endswith("| 7.25 |")
     assert "the first 10 test sentences of each direction (40 in all)" in serving
-    assert ("dense+ct2-int8: 3 of 8 greedy translations differ from PyTorch's, BLEU -0.25 against PyTorch's on "
+    assert "at most the PyTorch rows' 2 threads" in serving
+    assert ("dense+ct2-int8 (1 thread): 3 of 8 greedy translations differ from PyTorch's, BLEU -0.25 against PyTorch's on "
             "the same sentences, -0.12 against float32") in serving
     assert "- no CTranslate2 row for token_moe: token-routed experts have no dense form" in serving

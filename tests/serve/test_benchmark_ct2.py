@@ -55,6 +55,7 @@ def test_same_sweep_same_counts_and_measured_quality(result, name):
         assert row["bleu"] == pytest.approx(sum(row["bleu_directions"].values()) / 4)
         assert row["bleu_sentences"] == 24 and row["bleu_decode"]["beam_size"] == 2
         assert row["greedy_vs_pytorch"]["direction"] == "en-de" and row["greedy_vs_pytorch"]["sentences"] == 8
+        assert row["threads"] == 1 and set(row["peak_tokens_per_second_by_threads"]) == {"1"}
     assert floats["greedy_vs_pytorch"]["mismatches"] == 0  # exact in float32
     for row in (floats, int8):
         if name == "dense":  # scored on the same first 6 lines of each direction as the export
@@ -88,3 +89,29 @@ def test_pytorch_bleu_needs_every_direction_with_enough_lines(served, evaluation
     assert benchmark.pytorch_bleu(evaluations, "dense", shifted) < 100.0  # line i is scored against pair i
     assert benchmark.pytorch_bleu(evaluations, "dense", corpus_test_pairs(served.corpus)) is None  # too short
     assert benchmark.pytorch_bleu(evaluations, "student", pairs) is None  # not evaluated
+
+
+def test_a_cpu_row_keeps_the_faster_thread_count_within_the_budget(served, monkeypatch):
+    """With a budget of 2 threads a row is swept at 1 and 2 intra-op threads; its figures are those of
+    the faster, which it names, and both peaks are recorded."""
+    import torch
+
+    assert benchmark.thread_counts(2) == [1, 2] and benchmark.thread_counts(1) == [1]
+    assert benchmark.thread_counts(0) == [0]  # GPU: the engine's default
+    cfg = BenchmarkConfig(direction="en-de", batch_sizes=[4], max_sentences=8, max_batches=2, repeats=1,
+                          bleu_sentences=2, ctranslate2=["float32"])
+    from pipeline.data.corpus import read_pairs
+
+    sources = [p.source for p in read_pairs(served.corpus / "test" / "en-de.tsv")[:8]]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        rows, record = benchmark.ctranslate2_rows(served.models, ["dense"], served.corpus, served.vocab, sources,
+                                                  cfg, DecodeConfig(beam_size=1), torch.device("cpu"))
+    finally:
+        torch.set_num_threads(threads)
+    row = rows["dense+ct2-float32"]
+    peaks = row["peak_tokens_per_second_by_threads"]
+    assert record["threads"] == 2 and set(peaks) == {"1", "2"}
+    assert row["peak_tokens_per_second"] == max(peaks.values()) == peaks[str(row["threads"])]
+    assert row["greedy_vs_pytorch"]["mismatches"] == 0
