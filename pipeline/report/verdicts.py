@@ -260,9 +260,10 @@ def answer(verdicts: list[Verdict], inputs: Inputs) -> str:
         return f"No answer: {broken}, so this run has no result to compare."
     usable = [f for f in fractions if f.value is not None and f.holds is not None]
     if not usable:
-        reasons = "; ".join(f"{f.question.lower()}: {f.verdict} ({f.why})" for f in fractions)
-        return (f"This run cannot say how much of the gain distillation keeps: {reasons}. Only this "
-                f"holds: {sub}.")
+        label = lambda f: "the task-MoE's" if f.key.endswith("task_moe") else "the teacher's"  # noqa: E731
+        states = "; ".join(f"its share of {label(f)} gain is {f.verdict}" for f in fractions)
+        return (f"This run cannot say how much of the gain distillation keeps ({states}: the reasons are "
+                f"listed below). Only this holds: {sub}.")
     best = usable[0]
     text = (f"Distillation keeps {best.cell()} of the {'task-MoE' if best.key.endswith('task_moe') else 'teacher'}'s "
             f"gain ({best.verdict}), while {sub}")
