@@ -29,16 +29,28 @@ def _save(fig, path: Path) -> bool:
     return True
 
 
+def engine_bleu(row: dict, bleu: dict[str, dict]) -> Optional[float]:
+    """A CTranslate2 row's BLEU on the whole test set's footing: its PyTorch model's test average (`bleu`:
+    model -> {"bleu", ...}) plus the change the benchmark measured between the engines on the same
+    sentences (`bleu_change_vs_pytorch`); None without either. The row's own BLEU may cover fewer
+    sentences (benchmark.bleu_sentences), so it is not comparable with the PyTorch rows' as it stands."""
+    base = (bleu.get(row.get("base_model")) or {}).get("bleu")
+    change = row.get("bleu_change_vs_pytorch")
+    return None if base is None or change is None else base + change
+
+
 def quality_vs_cost(bleu: dict[str, dict], benchmark: Optional[dict], path: Path) -> bool:
     """Average BLEU (with its bootstrap interval) against peak tokens/s and resident parameters.
 
     `bleu`: model -> {"bleu", "low", "high"} (compare.json systems.<m>.groups.avg). Engine rows of
-    benchmark.json (CTranslate2: `<model>+ct2-<quantization>`) are drawn with their own test BLEU (no
-    interval) as hollow markers."""
+    benchmark.json (CTranslate2: `<model>+ct2-<quantization>`) are drawn as hollow markers, without an
+    interval, at `engine_bleu`: their model's test BLEU plus the change measured on the same sentences."""
     models = (benchmark or {}).get("models", {})
     points = {n: bleu[n] for n in models if n in bleu}
-    points.update({n: {"bleu": m["bleu"], "low": m["bleu"], "high": m["bleu"]} for n, m in models.items()
-                   if m.get("engine") == "ctranslate2" and m.get("bleu") is not None})
+    for n, m in models.items():
+        value = engine_bleu(m, bleu) if m.get("engine") == "ctranslate2" else None
+        if value is not None:
+            points[n] = {"bleu": value, "low": value, "high": value}
     if not points:
         return False
     plt = _pyplot()

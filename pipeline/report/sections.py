@@ -490,14 +490,18 @@ def throughput_section(inputs: Inputs) -> str:
         return "## Serving cost\n\nnot available (reports/benchmark.json missing)"
     reference = b.get("reference", roles.teacher)
     base = b["models"].get(reference, {}).get("peak_tokens_per_second")
-    bleu = {name: m["bleu"] if m.get("engine") == "ctranslate2" else (inputs.avg("systems", name) or {}).get("bleu")
+    from pipeline.report.plots import engine_bleu
+
+    averages = {name: inputs.avg("systems", name) or {} for name, m in b["models"].items()
+                if m.get("engine", "pytorch") == "pytorch"}
+    bleu = {name: engine_bleu(m, averages) if m.get("engine") == "ctranslate2" else averages[name].get("bleu")
             for name, m in b["models"].items()}
     rows = [[name, m.get("engine", "pytorch"), num(m.get("peak_tokens_per_second"), 0),
              num(m.get("peak_sentences_per_second"), 1),
              str(m.get("best_batch_size", NA)), count(m.get("resident_params")), count(m.get("params_total")),
              num(m.get("weights_mb"), 1), num(_peak_memory(m), 0),
              f"{m['peak_tokens_per_second'] / base:.2f}x" if base and m.get("peak_tokens_per_second") else NA,
-             num(bleu.get(name), 2)]
+             num(bleu.get(name), 2) + (" †" if m.get("engine") == "ctranslate2" and bleu.get(name) is not None else "")]
             for name, m in b["models"].items()]
     return "\n".join([
         f"## Serving cost\n\nDecoding `{b.get('direction', '?')}` on {b.get('device', '?')}, beam "
@@ -517,8 +521,9 @@ def _engine_notes(b: dict) -> list[str]:
     checks = [f"{n} ({_threads(m.get('threads'))}): {m['greedy_vs_pytorch']['mismatches']} of "
               f"{m['greedy_vs_pytorch']['sentences']} greedy "
               "translations differ from PyTorch's"
-              + (f", BLEU {m['bleu_change_vs_pytorch']:+.2f} against PyTorch's on the same sentences"
-                 if m.get("bleu_change_vs_pytorch") is not None else "")
+              + (f", BLEU {m['bleu']:.2f} against PyTorch's {m['bleu_pytorch']:.2f} on the same sentences "
+                 f"({m['bleu_change_vs_pytorch']:+.2f})" if m.get("bleu_change_vs_pytorch") is not None
+                 else f", BLEU {m['bleu']:.2f}" if m.get("bleu") is not None else "")
               + (f", {m['bleu_change_vs_float32']:+.2f} against float32" if m.get("bleu_change_vs_float32") is not None
                  else "")
               for n, m in rows]
@@ -529,7 +534,9 @@ def _engine_notes(b: dict) -> list[str]:
     out = [f"\nCTranslate2 {ct2.get('version', '?')} rows ({ct2.get('device', '?')}, the same sentences and batch "
            f"sizes, and at most the PyTorch rows' {ct2.get('threads', '?')} threads: each row at the faster of "
            "1 and that many intra-op threads, named below). Their BLEU is CTranslate2's own beam search on "
-           f"{covered}, and each is compared with the PyTorch model's BLEU on those sentences: "
+           f"{covered}, and each is compared with the PyTorch model's BLEU on those sentences; † in the table: "
+           "the PyTorch model's test BLEU plus that change, so that every row of the BLEU column stands on "
+           "the whole test set: "
            + ("; ".join(checks) or "none") + "."]
     out += [f"- no CTranslate2 row for {n}: {why}" for n, why in (ct2.get("skipped") or {}).items()]
     return out

@@ -562,9 +562,21 @@ def test_the_serving_table_shows_engine_rows_with_their_bleu_against_pytorch(tmp
     (root / "reports" / "benchmark.json").write_text(json.dumps(bench))
     serving = section(render(root), "## Serving cost")
     table_row = [line for line in serving.splitlines() if line.startswith("| dense+ct2-int8 |")]
-    assert len(table_row) == 1 and "| ctranslate2 |" in table_row[0] and table_row[0].endswith("| 7.25 |")
+    dense_bleu = json.loads((root / "reports" / "compare.json").read_text())["systems"]["dense"]["groups"]["avg"]["bleu"]
+    # on the whole test set's footing: dense's test BLEU plus the change measured on the same sentences
+    assert len(table_row) == 1 and "| ctranslate2 |" in table_row[0]
+    assert table_row[0].endswith(f"| {dense_bleu - 0.25:.2f} † |")
     assert "the first 10 test sentences of each direction (40 in all)" in serving
     assert "at most the PyTorch rows' 2 threads" in serving
-    assert ("dense+ct2-int8 (1 thread): 3 of 8 greedy translations differ from PyTorch's, BLEU -0.25 against PyTorch's on "
-            "the same sentences, -0.12 against float32") in serving
+    assert ("dense+ct2-int8 (1 thread): 3 of 8 greedy translations differ from PyTorch's, BLEU 7.25 against "
+            "PyTorch's 7.50 on the same sentences (-0.25), -0.12 against float32") in serving
     assert "- no CTranslate2 row for token_moe: token-routed experts have no dense form" in serving
+
+
+def test_an_engine_row_stands_on_its_models_test_bleu_only_with_a_measured_change():
+    from pipeline.report.plots import engine_bleu
+
+    bleu = {"dense": {"bleu": 9.7}}
+    assert engine_bleu({"base_model": "dense", "bleu": 10.95, "bleu_change_vs_pytorch": 0.05}, bleu) == pytest.approx(9.75)
+    assert engine_bleu({"base_model": "dense", "bleu": 10.95, "bleu_change_vs_pytorch": None}, bleu) is None
+    assert engine_bleu({"base_model": "student", "bleu_change_vs_pytorch": 0.05}, bleu) is None
