@@ -506,7 +506,7 @@ def throughput_section(inputs: Inputs) -> str:
     return "\n".join([
         f"## Serving cost\n\nDecoding `{b.get('direction', '?')}` on {b.get('device', '?')}, beam "
         f"{b.get('beam_size', '?')}, {b.get('sentences', '?')} sentences; peak over batch sizes; BLEU is the "
-        "test average of the same model (CTranslate2 rows: on the sentences named below).\n",
+        "test average of the same model (CTranslate2 rows, marked †: see the note under the table).\n",
         md_table(["model", "engine", "peak tokens/s", "peak sentences/s", "best batch",
                   "resident params (one task)", "params total", "weights MB", "peak GPU memory MB",
                   f"tokens/s vs {reference}", "BLEU"], rows)] + _engine_notes(b))
