@@ -6,8 +6,8 @@ token_moe and task_moe, translates the test split with each (the `evaluate` stag
 measures:
 
 - the validation-loss lead of each MoE over dense at the last step, in nats per target token (all 5,000
-  validation sentences), with a paired bootstrap interval (`pipeline.loss_curves`);
-- the test BLEU gain of each MoE over dense, with a paired bootstrap interval (`pipeline.compare`);
+  validation sentences), with a paired bootstrap interval (`pipeline.stats.loss_curves`);
+- the test BLEU gain of each MoE over dense, with a paired bootstrap interval (`pipeline.stats.compare`);
 - seconds per training step (validation excluded) of every model, and the lead at equal wall time: the
   MoE's validation loss interpolated at the step it reaches in dense's training time, against dense's
   at its last step (a slower MoE is charged for its speed).
@@ -150,7 +150,7 @@ def step_seconds(metrics: dict) -> float:
 
 
 def final_losses(reports: Path, directions: list[str]) -> tuple[int, dict]:
-    from pipeline.loss_curves import read_losses
+    from pipeline.stats.loss_curves import read_losses
 
     index = read_json(reports / "val_hyps" / "index.json")
     step = index["steps"][-1]
@@ -164,7 +164,7 @@ def losses_at(reports: Path, directions: list[str], step: float) -> dict:
     """Per-sentence validation losses interpolated linearly between the validations around `step`."""
     import numpy as np
 
-    from pipeline.loss_curves import read_losses
+    from pipeline.stats.loss_curves import read_losses
 
     steps = read_json(reports / "val_hyps" / "index.json")["steps"]
     lo = max([s for s in steps if s <= step], default=steps[0])
@@ -178,8 +178,8 @@ def losses_at(reports: Path, directions: list[str], step: float) -> dict:
 
 
 def lead(dense: dict, moe: dict, cfg) -> dict:
-    from pipeline.compare import interval
-    from pipeline.loss_curves import LossBootstrap
+    from pipeline.stats.bootstrap import interval
+    from pipeline.stats.loss_curves import LossBootstrap
 
     bs = LossBootstrap({"dense": dense, "moe": moe}, cfg.bootstrap_resamples, cfg.seed)
     low, high = interval(bs.resampled["dense"] - bs.resampled["moe"], cfg.confidence)
@@ -226,7 +226,8 @@ def time_steps(study: Study, p: Params, name: str, steps: int = 20, warmup: int 
 
 def measure(study: Study, p: Params, models: list[str], timed: Optional[dict] = None) -> dict:
     """Train and evaluate what the variant needs; its figures."""
-    from pipeline.compare import Bootstrap, difference, system_score
+    from pipeline.stats.bootstrap import Bootstrap
+    from pipeline.stats.compare import difference, system_score
     from pipeline.data.corpus import load_split
     from pipeline.evaluate import read_corpus_meta, read_lines
 
