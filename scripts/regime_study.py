@@ -50,6 +50,9 @@ MOE_ONLY = ("moe_every", "num_experts", "top_k", "balance_loss_weight", "router_
             "second_expert_policy", "capacity_factor", "expert_lr_scale")
 # train keys that change what is observed, not the weights (tests/train/test_training.py)
 OBSERVE_ONLY = ("val_every", "val_bleu_sentences", "logger", "keep_checkpoint")
+# train keys added after work was keyed, left out of a key while at this value (the behaviour from before
+# they existed), so that adding a setting does not orphan the models trained before it
+ADDED_LATER = {"expert_parallel": False}
 
 
 def key_of(*parts) -> str:
@@ -80,7 +83,8 @@ class Study:
         return {k: v for k, v in to_dict(p.model).items() if k not in MOE_ONLY}
 
     def train_settings(self, p: Params, steps: bool = True) -> dict:
-        t = {k: v for k, v in to_dict(p.train).items() if k not in OBSERVE_ONLY}
+        t = {k: v for k, v in to_dict(p.train).items()
+             if k not in OBSERVE_ONLY and not (k in ADDED_LATER and v == ADDED_LATER[k])}
         if not steps:
             t.pop("max_steps")
         return t

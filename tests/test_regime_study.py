@@ -1,0 +1,69 @@
+"""The regime study's work keys: a model is trained once per setting it depends on, and reused by every
+variant that shares it. A key that moves when it should not retrains work that exists (adding
+`train.expert_parallel` to params.yaml once orphaned every trained model); a key that stays when it should
+move reuses a model trained with other settings, which would put a wrong row in the study's table."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from pipeline.config import load_params, to_dict
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def study():
+    spec = importlib.util.spec_from_file_location("regime_study", ROOT / "scripts" / "regime_study.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def base():
+    return to_dict(load_params(ROOT / "params.yaml"))
+
+
+def keys(study, base, overrides):
+    s = study.Study(Path("/nonexistent"), Path("/nonexistent"))
+    p = study.variant_params(base, overrides, "test")
+    return {"warm": s.warm_key(p), **{m: s.model_key(p, m) for m in ("dense", "token_moe", "task_moe")}}
+
+
+def test_moe_only_settings_share_the_warm_start_and_dense(study, base):
+    a = keys(study, base, {"model.moe_every": 1})
+    b = keys(study, base, {"model.moe_every": 1, "model.num_experts": 16})
+    assert a["warm"] == b["warm"] and a["dense"] == b["dense"]
+    assert a["token_moe"] != b["token_moe"] and a["task_moe"] != b["task_moe"]
+
+
+@pytest.mark.parametrize("key, value", [("train.seed", 2), ("train.lr", 0.001), ("model.d_model", 96),
+                                        ("data.vocab_size", 4000), ("train.warmstart_steps", 0)])
+def test_settings_that_change_the_weights_change_every_key(study, base, key, value):
+    a, b = keys(study, base, {}), keys(study, base, {key: value})
+    assert all(a[k] != b[k] for k in a), (key, a, b)
+
+
+def test_steps_after_the_warm_start_do_not_change_the_warm_start(study, base):
+    a, b = keys(study, base, {}), keys(study, base, {"train.max_steps": 2000})
+    assert a["warm"] == b["warm"] and a["dense"] != b["dense"]
+
+
+def test_observation_settings_do_not_retrain(study, base):
+    assert keys(study, base, {}) == keys(study, base, {"train.val_every": 100, "train.logger": "csv"})
+
+
+def test_a_setting_added_later_keeps_the_old_keys_at_its_neutral_value(study, base):
+    """Keys made before `train.expert_parallel` existed equal those with it at False, not with it True."""
+    old = {**base, "train": {k: v for k, v in base["train"].items() if k != "expert_parallel"}}
+    assert "expert_parallel" in base["train"] and base["train"]["expert_parallel"] is False
+    s = study.Study(Path("/nonexistent"), Path("/nonexistent"))
+    old_train = s.train_settings(study.variant_params(base, {}, "test"))
+    assert "expert_parallel" not in old_train
+    assert old_train == {k: v for k, v in old["train"].items() if k not in study.OBSERVE_ONLY}
+    on = keys(study, base, {"train.expert_parallel": True})
+    assert on["token_moe"] != keys(study, base, {})["token_moe"]
