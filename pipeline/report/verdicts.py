@@ -247,6 +247,16 @@ def compute(inputs: Inputs) -> list[Verdict]:
     ]
 
 
+def shares_state(fractions: list[Verdict]) -> str:
+    """What the two shares are, in words: "both shares ... are not informative and confounded by extra
+    training", or each share's state when they differ. A verdict's own "; " reads as "and" here."""
+    state = [f.verdict.replace("; ", " and ") for f in fractions]
+    if len(set(state)) == 1:
+        return f"both its shares, of the task-MoE's gain and of the teacher's, are {state[0]}"
+    label = lambda f: "the task-MoE's" if f.key.endswith("task_moe") else "the teacher's"  # noqa: E731
+    return ", and ".join(f"its share of {label(f)} gain is {s}" for f, s in zip(fractions, state))
+
+
 def answer(verdicts: list[Verdict], inputs: Inputs) -> str:
     """The one sentence under the table."""
     v = {x.key: x for x in verdicts}
@@ -260,10 +270,8 @@ def answer(verdicts: list[Verdict], inputs: Inputs) -> str:
         return f"No answer: {broken}, so this run has no result to compare."
     usable = [f for f in fractions if f.value is not None and f.holds is not None]
     if not usable:
-        label = lambda f: "the task-MoE's" if f.key.endswith("task_moe") else "the teacher's"  # noqa: E731
-        states = "; ".join(f"its share of {label(f)} gain is {f.verdict}" for f in fractions)
-        return (f"This run cannot say how much of the gain distillation keeps ({states}: the reasons are "
-                f"listed below). Only this holds: {sub}.")
+        return (f"This run cannot say how much of the gain distillation keeps: {shares_state(fractions)} "
+                f"(the reasons are listed below). Only this holds: {sub}.")
     best = usable[0]
     text = (f"Distillation keeps {best.cell()} of the {'task-MoE' if best.key.endswith('task_moe') else 'teacher'}'s "
             f"gain ({best.verdict}), while {sub}")

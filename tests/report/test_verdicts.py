@@ -149,8 +149,23 @@ def test_the_answer_says_what_this_run_can_and_cannot_conclude():
     inputs = make(fractions=fractions, extract={"max_abs_logit_diff": 1e-6, "tolerance": 1e-4})
     text = answer(compute(inputs), inputs)
     assert text.startswith("This run cannot say how much of the gain distillation keeps")
-    assert "its share of the task-MoE's gain is undefined; its share of the teacher's gain is not informative" in text
+    assert ("keeps: its share of the task-MoE's gain is undefined, and its share of the teacher's gain is "
+            "not informative (the reasons are listed below)") in text
     assert "not significant" not in text and len(text) < 300  # one sentence; the reasons follow it as a list
+    assert text.count(";") == 0 and text.count(".") == 2  # two plain sentences, no nested clauses
+
+
+def test_the_answer_says_once_what_both_shares_share():
+    """Both shares not informative and confounded (the default run at moe_every 1): said once, with "and"
+    where the verdicts have a semicolon, not twice in a list whose items are themselves split by ";"."""
+    fractions = {key: frac(2.1, 1.7, 2.7, "not_informative", "below compare.min_reference_gain",
+                           confounded="dense_long ... beats student") for key in ("task_moe", "teacher")}
+    inputs = make(control=(-0.23, -0.35, -0.10), fractions=fractions,
+                  extract={"max_abs_logit_diff": 1e-6, "tolerance": 1e-4})
+    text = answer(compute(inputs), inputs)
+    assert ("cannot say how much of the gain distillation keeps: both its shares, of the task-MoE's gain and "
+            "of the teacher's, are not informative and confounded by extra training (the reasons") in text
+    assert text.count("not informative") == 1 and ";" not in text
 
 
 def test_headline_metrics_are_few_and_come_from_the_verdicts():
