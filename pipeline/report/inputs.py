@@ -158,3 +158,13 @@ def load_inputs(reports_dir: str | Path, models_dir: str | Path, corpus_dir: str
     inputs.corpus_meta = _optional_json(Path(corpus_dir) / "meta.json")
     inputs.lock = read_lock(Path(lock_path))
     return inputs
+
+
+def engine_bleu(row: dict, bleu: dict[str, dict]) -> Optional[float]:
+    """A CTranslate2 row's BLEU on the whole test set's footing: its PyTorch model's test average (`bleu`:
+    model -> {"bleu", ...}) plus the change the benchmark measured between the engines on the same
+    sentences (`bleu_change_vs_pytorch`); None without either. The row's own BLEU may cover fewer
+    sentences (benchmark.bleu_sentences), so it is not comparable with the PyTorch rows' as it stands."""
+    base = (bleu.get(row.get("base_model")) or {}).get("bleu")
+    change = row.get("bleu_change_vs_pytorch")
+    return None if base is None or change is None else base + change

@@ -10,6 +10,8 @@ import math
 from pathlib import Path
 from typing import Optional
 
+from pipeline.report.inputs import engine_bleu
+
 DPI = 110
 
 
@@ -27,16 +29,6 @@ def _save(fig, path: Path) -> bool:
     fig.savefig(path, dpi=DPI)
     _pyplot().close(fig)
     return True
-
-
-def engine_bleu(row: dict, bleu: dict[str, dict]) -> Optional[float]:
-    """A CTranslate2 row's BLEU on the whole test set's footing: its PyTorch model's test average (`bleu`:
-    model -> {"bleu", ...}) plus the change the benchmark measured between the engines on the same
-    sentences (`bleu_change_vs_pytorch`); None without either. The row's own BLEU may cover fewer
-    sentences (benchmark.bleu_sentences), so it is not comparable with the PyTorch rows' as it stands."""
-    base = (bleu.get(row.get("base_model")) or {}).get("bleu")
-    change = row.get("bleu_change_vs_pytorch")
-    return None if base is None or change is None else base + change
 
 
 def quality_vs_cost(bleu: dict[str, dict], benchmark: Optional[dict], path: Path) -> bool:

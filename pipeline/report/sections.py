@@ -10,7 +10,7 @@ import logging
 from typing import Optional
 
 from pipeline.evaluate import GROUPS
-from pipeline.report.inputs import Inputs
+from pipeline.report.inputs import Inputs, engine_bleu
 from pipeline.report.loss import lead_words, loss_table
 from pipeline.report.markdown import NA, count, json_tables, md_table, num, pct
 from pipeline.report.provenance import hardware, lock_hashes, packages
@@ -490,8 +490,6 @@ def throughput_section(inputs: Inputs) -> str:
         return "## Serving cost\n\nnot available (reports/benchmark.json missing)"
     reference = b.get("reference", roles.teacher)
     base = b["models"].get(reference, {}).get("peak_tokens_per_second")
-    from pipeline.report.plots import engine_bleu
-
     averages = {name: inputs.avg("systems", name) or {} for name, m in b["models"].items()
                 if m.get("engine", "pytorch") == "pytorch"}
     bleu = {name: engine_bleu(m, averages) if m.get("engine") == "ctranslate2" else averages[name].get("bleu")

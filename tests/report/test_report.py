@@ -574,7 +574,7 @@ def test_the_serving_table_shows_engine_rows_with_their_bleu_against_pytorch(tmp
 
 
 def test_an_engine_row_stands_on_its_models_test_bleu_only_with_a_measured_change():
-    from pipeline.report.plots import engine_bleu
+    from pipeline.report.inputs import engine_bleu
 
     bleu = {"dense": {"bleu": 9.7}}
     assert engine_bleu({"base_model": "dense", "bleu": 10.95, "bleu_change_vs_pytorch": 0.05}, bleu) == pytest.approx(9.75)
