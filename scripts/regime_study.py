@@ -135,11 +135,24 @@ class Study:
 
         model_dir = self.model(p, name)
         out = self.work / "evaluate" / model_dir.name
-        if not (out / "metrics.json").exists():
+        if (out / "metrics.json").exists():
+            check_evaluation(out, p.evaluate)
+        else:
             log.info("evaluate %s -> %s", name, out)
             evaluate_model(name, model_dir, self.corpus(p), out, p.evaluate,
                            high_resource=p.data.high_resource)
         return out
+
+
+def check_evaluation(out: Path, cfg) -> None:
+    """An evaluation folder is keyed by its model only: refuse one translated with other evaluate settings,
+    whose BLEU would stand in the table as if made with these."""
+    made = read_json(out / "metrics.json")
+    want = {"decode": to_dict(cfg.decode), "max_sentences": cfg.max_sentences}
+    have = {k: made.get(k) for k in want}
+    if have != want:
+        raise PipelineError(f"{out / 'metrics.json'}: translated with {have}, the study's evaluate settings are "
+                            f"{want}; remove {out} to translate again")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -290,15 +303,19 @@ def table(results: list[dict]) -> str:
     rows = []
     for r in results:
         m = r["models"]
-        if not all(k in m for k in ("dense", *MOES)):
+        if "dense" not in m:
             continue
+
+        def cell(model: str, key: str, digits: int = 2) -> str:  # a model the variant did not run: "–"
+            return fmt_ci(m[model][key], digits=digits) if model in m else "–"
+
         total = m["dense"]["warmstart_steps"] + m["dense"]["steps"]
-        sps = " / ".join(f"{m[k]['seconds_per_step']:.2f}" for k in ("dense", *MOES))
+        sps = " / ".join(f"{m[k]['seconds_per_step']:.2f}" if k in m else "–" for k in ("dense", *MOES))
         rows.append(
             f"| {r['name']} | {r['what']} | {total:,} | {sps} | {m['dense']['test_bleu']['bleu']:.2f} | "
-            f"{fmt_ci(m['token_moe']['gain_vs_dense'])} | {fmt_ci(m['task_moe']['gain_vs_dense'])} | "
-            f"{fmt_ci(m['token_moe']['loss_lead'], digits=3)} | {fmt_ci(m['task_moe']['loss_lead'], digits=3)} | "
-            f"{fmt_ci(m['token_moe']['loss_lead_equal_time'], digits=3)} |")
+            f"{cell('token_moe', 'gain_vs_dense')} | {cell('task_moe', 'gain_vs_dense')} | "
+            f"{cell('token_moe', 'loss_lead', 3)} | {cell('task_moe', 'loss_lead', 3)} | "
+            f"{cell('token_moe', 'loss_lead_equal_time', 3)} |")
     return head + "\n" + "\n".join(rows) + "\n"
 
 

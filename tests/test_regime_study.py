@@ -66,3 +66,40 @@ def test_a_setting_added_later_keeps_the_old_keys_at_its_neutral_value(study, ba
                         if k not in study.OBSERVE_ONLY and k != "expert_parallel"}
     on = keys(study, base, {"train.expert_parallel": True})
     assert on["token_moe"] != keys(study, base, {})["token_moe"]
+
+
+def test_a_translation_made_with_other_evaluate_settings_is_refused(study, tmp_path):
+    """Evaluation folders are keyed by their model only: a greedy or truncated translation left by an
+    earlier run must not stand in the table as the beam search the study asks for."""
+    from pipeline.errors import PipelineError
+    from pipeline.io import write_json
+
+    cfg = load_params(ROOT / "params.yaml").evaluate
+    same = {"decode": to_dict(cfg.decode), "max_sentences": cfg.max_sentences, "bleu": 9.0}
+    write_json(tmp_path / "metrics.json", same)
+    study.check_evaluation(tmp_path, cfg)  # the same settings: reused
+    for change in ({"decode": {**same["decode"], "beam_size": 1}}, {"max_sentences": 100}):
+        write_json(tmp_path / "metrics.json", {**same, **change})
+        with pytest.raises(PipelineError, match="metrics.json: translated with"):
+            study.check_evaluation(tmp_path, cfg)
+
+
+def _row(bleu=9.0, diff=0.5):
+    ci = {"diff": diff, "low": diff - 0.1, "high": diff + 0.1}
+    return {"steps": 2500, "warmstart_steps": 0, "seconds_per_step": 0.5, "test_bleu": {"bleu": bleu},
+            "gain_vs_dense": ci, "loss_lead": ci, "loss_lead_equal_time": ci}
+
+
+def test_the_table_shows_a_variant_that_ran_only_some_models(study):
+    """A variant run with `models: [dense, token_moe]` gets its row, with a dash where task_moe would be;
+    a full variant's row has no dash."""
+    full = {"name": "full", "what": "all", "models": {m: _row(diff=0.3) for m in ("dense", *study.MOES)}}
+    part = {"name": "part", "what": "no task_moe", "models": {m: _row(diff=0.7) for m in ("dense", "token_moe")}}
+    lines = study.table([full, part]).strip().splitlines()
+    assert len(lines) == 4  # header, rule, two rows
+    full_row, part_row = lines[2], lines[3]
+    assert "–" not in full_row and full_row.count("+0.30 [+0.20, +0.40]") == 2
+    cells = [c.strip() for c in part_row.strip("|").split("|")]
+    assert cells[0] == "part" and cells[3] == "0.50 / 0.50 / –"
+    assert cells[5] == "+0.70 [+0.60, +0.80]" and cells[6] == "–" and cells[8] == "–"
+    assert cells[7] == "+0.700 [+0.600, +0.800]" and cells[9] == "+0.700 [+0.600, +0.800]"
