@@ -13,6 +13,7 @@ batch stream the trainer would see, and prints per model:
 
     python benchmarks/train_step.py                                  # dense, token_moe, task_moe
     python benchmarks/train_step.py --models token_moe --set model.moe_every=1 model.num_experts=32
+    PIPELINE_KEEP_FREED_MEMORY=0 python benchmarks/train_step.py       # glibc's default allocator settings
 
 Needs `data/corpus/` from a run (`dvc repro prepare`). Speed figures are medians over `--steps` steps
 after `--warmup`; compare them within one run, on an otherwise idle machine.
@@ -35,6 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from pipeline.config import load_params, params_from_dict, to_dict  # noqa: E402
+from pipeline.machine import keep_freed_memory  # noqa: E402
 
 # profiler op name -> kind of work (first match wins)
 KINDS = [
@@ -90,6 +92,7 @@ def main() -> None:
             sys.exit(f"error: {name} must be >= 1, got {value}")
     if args.threads:
         torch.set_num_threads(args.threads)
+    kept = keep_freed_memory()  # as training does (pipeline/train/run.py); PIPELINE_KEEP_FREED_MEMORY=0 measures without it
     corpus = Path(args.corpus)
     if not (corpus / "spm.model").exists():
         sys.exit(f"error: {corpus}: no prepared corpus (run `dvc repro prepare`)")
@@ -120,7 +123,7 @@ def main() -> None:
     threads = torch.get_num_threads()
     peak, peak_how = (args.peak_gflops, "given") if args.peak_gflops else fp32_peak_gflops(threads)
     print(f"torch {torch.__version__}, {torch.backends.cpu.get_cpu_capability()}, {threads} threads; "
-          f"fp32 peak {peak:.0f} GFLOP/s ({peak_how})")
+          f"fp32 peak {peak:.0f} GFLOP/s ({peak_how}); freed memory kept for reuse: {'yes' if kept else 'no'}")
     print(f"batch_tokens {cfg.batch_tokens}, d_model {params.model.d_model}, layers "
           f"{params.model.encoder_layers}+{params.model.decoder_layers}, moe_every {params.model.moe_every}, "
           f"experts {params.model.num_experts}, top-{params.model.top_k}, vocab {vocab.size}")

@@ -38,7 +38,7 @@ from pipeline.config import DecodeConfig, TrainConfig, WordKDConfig
 from pipeline.data.sampling import temperature_probs
 from pipeline.errors import PipelineError
 from pipeline.io import write_json
-from pipeline.machine import compute_record
+from pipeline.machine import compute_record, keep_freed_memory
 from pipeline.train.batching import Example, MixedBatchStream, fixed_batches, length_order
 from pipeline.train.module import TranslationModule
 
@@ -295,6 +295,7 @@ def fit(job: TrainJob) -> dict:
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     torch.set_float32_matmul_precision("high")  # TF32 matmuls on GPUs that have them; no-op on CPU
+    keep_freed_memory()  # no page faults through each step's logits and gradient; the same weights
     ckpt_path, start_step = _resume_checkpoint(job)
     if ckpt_path is not None and start_step == max_steps:
         return _finished(job)
