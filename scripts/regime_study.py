@@ -19,6 +19,8 @@ interrupted study continues where it stopped and variants that share dense reuse
     python scripts/regime_study.py docs/results/regime-2026-12-03/variants.yaml
     python scripts/regime_study.py VARIANTS --only reference every_layer   # some variants
     python scripts/regime_study.py VARIANTS --summarize                    # table and plot only
+    python scripts/regime_study.py VARIANTS --summarize --beside ../regime-2026-12-03/results.json
+                                          # earlier studies' rows beside these (as written, not re-measured)
 
 Writes `results.json`, `table.md` and `regime.png` beside the variants file (or in `--out`). Needs
 `data/raw` (`dvc repro fetch`). Train one study at a time on a machine: the step times are measured.
@@ -369,6 +371,9 @@ def main() -> int:
     ap.add_argument("--params", type=Path, default=ROOT / "params.yaml")
     ap.add_argument("--only", nargs="*", default=None, help="variant names to run")
     ap.add_argument("--summarize", action="store_true", help="only gather finished variants")
+    ap.add_argument("--beside", type=Path, nargs="*", default=[], metavar="RESULTS_JSON",
+                    help="results.json of earlier studies whose variants the table and plot show beside these, "
+                         "named with their folder; their figures are copied, not re-measured")
     ap.add_argument("--time", type=int, default=0, metavar="STEPS",
                     help="time STEPS training steps of every model now (median) for the s/step column and the "
                          "equal-time lead, instead of the training runs' own times (which other jobs may have "
@@ -393,6 +398,7 @@ def main() -> int:
         if unknown:
             raise PipelineError(f"--only: no variant named {', '.join(unknown)} in {args.variants}")
         results = []
+        earlier = beside_rows(args.beside)
         os.chdir(study.work)  # training's resume folders (.resume/<run>) go under the work folder
         for v in variants:
             where = f"{args.variants}: {v['name']}"
@@ -414,14 +420,26 @@ def main() -> int:
             log.info("%s done in %.0f s", v["name"], time.perf_counter() - started)
             results.append(result)
             write_json(out_dir / "results.json", {"base": str(args.params.name), "variants": results,
-                                                  "machine": machine()})
-            (out_dir / "table.md").write_text(table(results))
-            plot(results, out_dir / "regime.png")
-        print(table(results))
+                                                  "machine": machine(), "beside": earlier})
+            (out_dir / "table.md").write_text(table(earlier + results))
+            plot(earlier + results, out_dir / "regime.png")
+        print(table(earlier + results))
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def beside_rows(paths: list[Path]) -> list[dict]:
+    """The variants of earlier studies' results.json files, each named `<variant> (<its folder>)`."""
+    rows = []
+    for path in paths:
+        try:
+            variants = read_json(path)["variants"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise PipelineError(f"--beside {path}: not a study's results.json ({exc})") from None
+        rows += [{**v, "name": f"{v['name']} ({path.resolve().parent.name})"} for v in variants]
+    return rows
 
 
 def machine() -> dict:

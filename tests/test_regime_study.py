@@ -103,3 +103,24 @@ def test_the_table_shows_a_variant_that_ran_only_some_models(study):
     assert cells[0] == "part" and cells[3] == "0.50 / 0.50 / –"
     assert cells[5] == "+0.70 [+0.60, +0.80]" and cells[6] == "–" and cells[8] == "–"
     assert cells[7] == "+0.700 [+0.600, +0.800]" and cells[9] == "+0.700 [+0.600, +0.800]"
+
+
+def test_earlier_results_come_beside_under_their_folder_name(study, tmp_path):
+    """`--beside`: an earlier study's variants join the table with their folder in the name and their
+    figures as written; a file that is not a study's results.json is refused with its path."""
+    from pipeline.errors import PipelineError
+    from pipeline.io import write_json
+
+    earlier = tmp_path / "regime-2026-01-01" / "results.json"
+    earlier.parent.mkdir()
+    row = {"name": "reference", "what": "old", "models": {m: _row(diff=0.2) for m in ("dense", *study.MOES)}}
+    write_json(earlier, {"variants": [row], "beside": []})
+    rows = study.beside_rows([earlier])
+    assert [r["name"] for r in rows] == ["reference (regime-2026-01-01)"]
+    assert rows[0]["models"] == row["models"]
+    table = study.table(rows + [{**row, "name": "new"}])
+    assert "| reference (regime-2026-01-01) | old |" in table and "| new | old |" in table
+    bad = tmp_path / "other.json"
+    write_json(bad, {"steps": 3})
+    with pytest.raises(PipelineError, match="other.json"):
+        study.beside_rows([bad])
