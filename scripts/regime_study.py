@@ -349,7 +349,7 @@ def plot(results: list[dict], path: Path) -> None:
             for x, y, n in zip(xs, ys, names):
                 ax.annotate(n, (x, y), textcoords="offset points", xytext=(4, 4 - 10 * offset), fontsize=7)
         ax.axhline(0, color="grey", lw=0.8)
-        ax.set_xlabel("training minutes per model (warm start included), this machine")
+        ax.set_xlabel("training minutes per model (warm start included), on its study's machine")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
         ax.legend()
