@@ -44,8 +44,9 @@ def keep_freed_memory() -> bool:
     0.47 (MoE steps 6-7% less; docs/results/train-step-2026-12-06/). Only where memory comes from
     changes, not what is computed: torch aligns every CPU tensor to 64 bytes either way, and the weights
     come out bit-identical (tests/test_machine.py). The process keeps its peak heap until it exits. Training calls
-    this (pipeline/train/run.py). Returns False, changing nothing, off Linux's glibc or with
-    PIPELINE_KEEP_FREED_MEMORY=0.
+    this (pipeline/train/run.py). Returns True when both settings took; False, changing nothing, off
+    Linux's glibc or with PIPELINE_KEEP_FREED_MEMORY=0. Blocks over 64 MB that other threads allocate
+    are still mapped (glibc's per-thread arenas); training allocates them on the main thread.
     """
     import os
 
@@ -57,5 +58,5 @@ def keep_freed_memory() -> bool:
     except (OSError, AttributeError):
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    # the largest int: trim never (M_TRIM_THRESHOLD takes an int, so 2 GiB - 1 is the most it can say)
+    # trim only a free top chunk over 2 GiB - 1 (in effect never, at these sizes)
     return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))

@@ -56,9 +56,12 @@ print(json.dumps({"kept": kept, "block_faults": block_faults, "digest": digest})
 
 
 def run_child(keep: bool) -> dict:
-    env = {**os.environ, "PIPELINE_KEEP_FREED_MEMORY": "1" if keep else "0", "PYTHONPATH": str(ROOT)}
-    out = subprocess.run([sys.executable, "-c", CHILD], env=env, cwd=ROOT, capture_output=True, text=True,
-                         check=True)
+    # allocator settings inherited from the caller would change what is measured
+    env = {k: v for k, v in os.environ.items()
+           if not (k.startswith("MALLOC_") or k in ("GLIBC_TUNABLES", "THP_MEM_ALLOC_ENABLE"))}
+    env.update(PIPELINE_KEEP_FREED_MEMORY="1" if keep else "0", PYTHONPATH=str(ROOT))
+    out = subprocess.run([sys.executable, "-c", CHILD], env=env, cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -73,11 +76,12 @@ def test_the_switch_is_honoured(runs):
 
 
 def test_a_freed_block_is_reused_not_faulted_in_again(runs):
-    pages = 64 * 2**20 // os.sysconf("SC_PAGE_SIZE")  # one block's pages
-    # by default every fresh 64 MB block is a new mapping: each of its pages faults on first write
-    assert runs[False]["block_faults"] > 5 * pages
+    pages = 64 * 2**20 // os.sysconf("SC_PAGE_SIZE")  # one block's pages, at the base page size
     # kept: once the heap has settled, the blocks reuse pages already there
     assert runs[True]["block_faults"] < pages // 4
+    # by default every fresh 64 MB block is a new mapping whose pages fault on first write (fewer faults
+    # where the kernel backs it with huge pages, so the two runs are held against each other)
+    assert runs[False]["block_faults"] > 10 * runs[True]["block_faults"] + 100
 
 
 def test_the_weights_are_bit_identical_either_way(runs):
