@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 import platform
 from pathlib import Path
 
@@ -43,13 +44,12 @@ def keep_freed_memory() -> bool:
     share of a training benchmark's CPU time fell from 13% to 6%, and a dense step took 0.39 s instead of
     0.47 (MoE steps 6-7% less; docs/results/train-step-2026-12-06/). Only where memory comes from
     changes, not what is computed: torch aligns every CPU tensor to 64 bytes either way, and the weights
-    come out bit-identical (tests/test_machine.py). The process keeps its peak heap until it exits. Training calls
-    this (pipeline/train/run.py). Returns True when both settings took; False, changing nothing, off
-    Linux's glibc or with PIPELINE_KEEP_FREED_MEMORY=0. Blocks over 64 MB that other threads allocate
-    are still mapped (glibc's per-thread arenas); training allocates them on the main thread.
+    come out bit-identical (tests/test_machine.py). The process keeps its peak heap until it exits.
+    Training calls this (pipeline/train/run.py). Returns True when both settings took; False, changing
+    nothing, off Linux's glibc or with PIPELINE_KEEP_FREED_MEMORY=0. Blocks over 64 MB that other
+    threads allocate are still mapped (glibc's per-thread arenas); training allocates them on the main
+    thread.
     """
-    import os
-
     if os.environ.get("PIPELINE_KEEP_FREED_MEMORY", "1") == "0" or platform.system() != "Linux":
         return False
     try:

@@ -435,10 +435,10 @@ def beside_rows(paths: list[Path]) -> list[dict]:
     rows = []
     for path in paths:
         try:
-            variants = read_json(path)["variants"]
+            rows += [{**v, "name": f"{v['name']} ({path.resolve().parent.name})", "models": v["models"]}
+                     for v in read_json(path)["variants"]]
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise PipelineError(f"--beside {path}: not a study's results.json ({exc})") from None
-        rows += [{**v, "name": f"{v['name']} ({path.resolve().parent.name})"} for v in variants]
+            raise PipelineError(f"--beside {path}: not a study's results.json ({exc!r})") from None
     return rows
 
 

@@ -120,7 +120,9 @@ def test_earlier_results_come_beside_under_their_folder_name(study, tmp_path):
     assert rows[0]["models"] == row["models"]
     table = study.table(rows + [{**row, "name": "new"}])
     assert "| reference (regime-2026-01-01) | old |" in table and "| new | old |" in table
-    bad = tmp_path / "other.json"
-    write_json(bad, {"steps": 3})
-    with pytest.raises(PipelineError, match="other.json"):
-        study.beside_rows([bad])
+    for i, content in enumerate(({"steps": 3}, {"variants": [{"what": "no name", "models": {}}]},
+                                 {"variants": [{"name": "no models"}]})):
+        bad = tmp_path / f"other{i}.json"
+        write_json(bad, content)
+        with pytest.raises(PipelineError, match=f"other{i}.json"):
+            study.beside_rows([bad])
