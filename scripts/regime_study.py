@@ -22,6 +22,16 @@ interrupted study continues where it stopped and variants that share dense reuse
     python scripts/regime_study.py VARIANTS --summarize --beside ../regime-2026-12-03/results.json
                                           # earlier studies' rows beside these (as written, not re-measured)
 
+The variants file pins what it was made at: its top-level `base:` ({dotted key: value}) applies under
+every variant's own `set:`, so a study keeps its settings when params.yaml's defaults move on. A variant
+with `from_run: <folder>` trains nothing: it measures the pipeline's own run in that workspace (its
+`models/`, `reports/train/`, `reports/evaluate/` and `data/corpus/`, as `dvc repro` or `dvc pull` leave
+them), whose settings must be the variant's.
+
+`table.md` also gives the frontier: every variant's training budget (the three models' training minutes,
+a shared warm start counted once, at the variant's own step times) beside its gains, and which variants
+no cheaper variant beats.
+
 Writes `results.json`, `table.md` and `regime.png` beside the variants file (or in `--out`). Needs
 `data/raw` (`dvc repro fetch`). Train one study at a time on a machine: the step times are measured.
 """
@@ -143,6 +153,58 @@ class Study:
             log.info("evaluate %s -> %s", name, out)
             evaluate_model(name, model_dir, self.corpus(p), out, p.evaluate,
                            high_resource=p.data.high_resource)
+        return out
+
+
+class RunStudy(Study):
+    """A pipeline workspace measured as a variant: the stages' outputs, where `dvc repro` writes them.
+
+    Nothing is trained or translated here: a missing output is an error naming it, and the run's recorded
+    settings (`reports/params.yaml`, written by the config stage) must equal the variant's for every
+    section the measured products depend on, so a row cannot carry another recipe's figures."""
+
+    SECTIONS = ("data", "model", "models", "train", "evaluate")
+
+    def __init__(self, workspace: Path):
+        super().__init__(workspace, workspace / "data" / "raw")
+
+    def check_settings(self, p: Params) -> None:
+        recorded = self.work / "reports" / "params.yaml"
+        if not recorded.exists():
+            raise PipelineError(f"{recorded}: missing (is {self.work} a pipeline workspace after `dvc repro`?)")
+        run = to_dict(load_params(recorded))
+        want = to_dict(p)
+        for section in self.SECTIONS:
+            if section == "train":
+                same = self.train_settings_of(run) == self.train_settings_of(want)
+            else:
+                same = run[section] == want[section]
+            if not same:
+                raise PipelineError(f"{recorded}: {section}: the run's settings differ from the variant's")
+
+    def train_settings_of(self, tree: dict) -> dict:
+        return {k: v for k, v in tree["train"].items() if k not in OBSERVE_ONLY}
+
+    def _output(self, path: Path) -> Path:
+        if not path.exists():
+            raise PipelineError(f"{path}: missing from the run (dvc repro or dvc pull it)")
+        return path
+
+    def corpus(self, p: Params) -> Path:
+        return self._output(self.work / "data" / "corpus")
+
+    def warmstart(self, p: Params) -> Path:
+        return self._output(self.work / "models" / "warmstart")
+
+    def model(self, p: Params, name: str) -> Path:
+        return self._output(self.work / "models" / name)
+
+    def reports(self, model_dir: Path) -> Path:
+        return self._output(self.work / "reports" / "train" / model_dir.name)
+
+    def evaluation(self, p: Params, name: str) -> Path:
+        out = self._output(self.work / "reports" / "evaluate" / name / "metrics.json").parent
+        check_evaluation(out, p.evaluate)
         return out
 
 
@@ -321,6 +383,36 @@ def table(results: list[dict]) -> str:
     return head + "\n" + "\n".join(rows) + "\n"
 
 
+def training_minutes(models: dict) -> float:
+    """The variant's training budget: every model's steps at its own s/step, a shared warm start once."""
+    dense = models["dense"]
+    warm = dense["warmstart_steps"] * dense["seconds_per_step"]
+    return (warm + sum(row["steps"] * row["seconds_per_step"] for row in models.values())) / 60
+
+
+def frontier(results: list[dict]) -> str:
+    """Variants by training budget; a gain is on the frontier when no variant of smaller or equal budget
+    has a larger one (point estimates), i.e. it is the best gain measured at that budget."""
+    rows = sorted((r for r in results if "dense" in r["models"]), key=lambda r: training_minutes(r["models"]))
+    best = {moe: float("-inf") for moe in MOES}
+    lines = ["| variant | training minutes (models run) | token_moe gain [95% CI] | best at this budget | "
+             "task_moe gain [95% CI] | best at this budget |", "|" + "---|" * 6]
+    for r in rows:
+        m = r["models"]
+        cells = []
+        for moe in MOES:
+            if moe not in m:
+                cells += ["–", "–"]
+                continue
+            gain = m[moe]["gain_vs_dense"]
+            top = gain["diff"] > best[moe]
+            best[moe] = max(best[moe], gain["diff"])
+            cells += [fmt_ci(gain), "yes" if top else "no"]
+        ran = ", ".join(k.replace("_moe", "") for k in m)
+        lines.append(f"| {r['name']} | {training_minutes(m):.0f} ({ran}) | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def plot(results: list[dict], path: Path) -> None:
     import matplotlib
 
@@ -385,6 +477,7 @@ def main() -> int:
     try:
         spec = yaml.safe_load(args.variants.read_text())
         variants = spec["variants"]
+        pinned = spec.get("base") or {}
         base = to_dict(load_params(args.params))
         if base["profile"] != "default":
             raise PipelineError(f"{args.params}: profile: the study varies the default; got {base['profile']!r}")
@@ -402,26 +495,35 @@ def main() -> int:
         os.chdir(study.work)  # training's resume folders (.resume/<run>) go under the work folder
         for v in variants:
             where = f"{args.variants}: {v['name']}"
-            p = variant_params(base, v.get("set") or {}, where)
+            p = variant_params(base, {**pinned, **(v.get("set") or {})}, where)
             models = v.get("models", ["dense", *MOES])
             selected = args.only is None or v["name"] in args.only
-            done = all((study.work / "evaluate" / f"{m}-{study.model_key(p, m)}" / "metrics.json").exists()
-                       for m in models)
+            if v.get("from_run"):
+                source = RunStudy((ROOT / v["from_run"]).resolve())
+                source.check_settings(p)
+                done = True
+            else:
+                source = study
+                done = all((study.work / "evaluate" / f"{m}-{study.model_key(p, m)}" / "metrics.json").exists()
+                           for m in models)
             if args.summarize or not selected:
                 if not done:
                     continue
             started = time.perf_counter()
             timed = None
             if args.time:
-                timed = {m: time_steps(study, p, m, steps=args.time) for m in models}
+                timed = {m: time_steps(source, p, m, steps=args.time) for m in models}
                 log.info("%s: median s/step %s", v["name"], {m: round(t, 3) for m, t in timed.items()})
-            result = {"name": v["name"], "what": v.get("what", ""), "set": v.get("set") or {},
-                      **measure(study, p, models, timed)}
+            result = {"name": v["name"], "what": v.get("what", ""), "set": v.get("set") or {}, "base": pinned,
+                      **({"from_run": v["from_run"]} if v.get("from_run") else {}),
+                      **measure(source, p, models, timed)}
             log.info("%s done in %.0f s", v["name"], time.perf_counter() - started)
             results.append(result)
             write_json(out_dir / "results.json", {"base": str(args.params.name), "variants": results,
                                                   "machine": machine(), "beside": earlier})
-            (out_dir / "table.md").write_text(table(earlier + results))
+            (out_dir / "table.md").write_text(table(earlier + results) + "\n## Frontier\n\n"
+                                              "Training minutes are each variant's own machine's (rows of "
+                                              "other studies: theirs).\n\n" + frontier(earlier + results))
             plot(earlier + results, out_dir / "regime.png")
         print(table(earlier + results))
     except PipelineError as exc:

@@ -42,14 +42,15 @@ def test_moe_only_settings_share_the_warm_start_and_dense(study, base):
 
 
 @pytest.mark.parametrize("key, value", [("train.seed", 2), ("train.lr", 0.001), ("model.d_model", 96),
-                                        ("data.vocab_size", 4000), ("train.warmstart_steps", 0)])
+                                        ("data.vocab_size", 4000), ("train.warmstart_steps", 700)])
 def test_settings_that_change_the_weights_change_every_key(study, base, key, value):
     a, b = keys(study, base, {}), keys(study, base, {key: value})
     assert all(a[k] != b[k] for k in a), (key, a, b)
 
 
 def test_steps_after_the_warm_start_do_not_change_the_warm_start(study, base):
-    a, b = keys(study, base, {}), keys(study, base, {"train.max_steps": 2000})
+    a = keys(study, base, {"train.warmstart_steps": 1500})
+    b = keys(study, base, {"train.warmstart_steps": 1500, "train.max_steps": 2000})
     assert a["warm"] == b["warm"] and a["dense"] != b["dense"]
 
 
@@ -126,3 +127,47 @@ def test_earlier_results_come_beside_under_their_folder_name(study, tmp_path):
         write_json(bad, content)
         with pytest.raises(PipelineError, match=f"other{i}.json"):
             study.beside_rows([bad])
+
+
+def test_the_frontier_keeps_the_best_gain_at_each_budget(study):
+    """Rows come cheapest first; a gain is on the frontier only when no cheaper variant has a larger one,
+    and a warm start shared by the three models counts once in the budget."""
+    def variant(name, steps, warm, token, task):
+        rows = {m: {**_row(), "steps": steps, "warmstart_steps": warm, "seconds_per_step": 0.6} for m in
+                ("dense", *study.MOES)}
+        rows["token_moe"]["gain_vs_dense"] = {"diff": token, "low": token - 0.1, "high": token + 0.1}
+        rows["task_moe"]["gain_vs_dense"] = {"diff": task, "low": task - 0.1, "high": task + 0.1}
+        return {"name": name, "what": "", "models": rows}
+
+    upcycled = variant("upcycled", 1000, 1500, 0.4, 0.4)  # (1500 + 3 x 1000) x 0.6 s = 45 min
+    scratch = variant("scratch", 2500, 0, 0.1, 1.5)  # 3 x 2500 x 0.6 s = 75 min
+    short = variant("short", 1500, 0, 0.0, 1.2)  # 45 min too, listed after upcycled (stable order)
+    assert study.training_minutes(upcycled["models"]) == pytest.approx(45)
+    assert study.training_minutes(scratch["models"]) == pytest.approx(75)
+    lines = study.frontier([scratch, upcycled, short]).strip().splitlines()[2:]
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in lines]
+    assert [c[0] for c in cells] == ["upcycled", "short", "scratch"]
+    assert [c[3] for c in cells] == ["yes", "no", "no"]  # the teacher's best stays the cheapest one's
+    assert [c[5] for c in cells] == ["yes", "yes", "yes"]
+    assert cells[2][1] == "75 (dense, token, task)"
+
+
+def test_a_study_pins_its_base_settings_and_a_run_must_match_them(study, base, tmp_path):
+    """`base:` applies under every variant's `set:`; a `from_run` workspace whose recorded settings differ
+    from the variant's, or that lacks an output, is refused with the file it read."""
+    from omegaconf import OmegaConf
+
+    from pipeline.errors import PipelineError
+
+    pinned = study.variant_params(base, {"data.test_size": 1000, "train.warmstart_steps": 1500}, "test")
+    assert pinned.data.test_size == 1000 and pinned.train.warmstart_steps == 1500
+    run = study.RunStudy(tmp_path)
+    with pytest.raises(PipelineError, match="reports/params.yaml: missing"):
+        run.check_settings(pinned)
+    (tmp_path / "reports").mkdir()
+    OmegaConf.save(OmegaConf.create(base), tmp_path / "reports" / "params.yaml")
+    with pytest.raises(PipelineError, match="params.yaml: data: the run's settings differ"):
+        run.check_settings(pinned)
+    run.check_settings(study.variant_params(base, {"train.val_every": 10}, "test"))  # observation only
+    with pytest.raises(PipelineError, match="models/dense: missing from the run"):
+        run.model(pinned, "dense")

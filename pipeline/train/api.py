@@ -13,7 +13,7 @@ from pipeline.config import ModelSpec, Params, model_spec, to_dict
 from pipeline.errors import PipelineError
 from pipeline.io import atomic_dir, read_json, write_json
 from pipeline.train.examples import load_examples
-from pipeline.train.run import VAL_HYPS, TrainJob, fit
+from pipeline.train.run import VAL_HYPS, TrainJob, fit, publish_curves
 
 log = logging.getLogger(__name__)
 RESUME_ROOT = Path(".resume")
@@ -171,6 +171,7 @@ def train_warmstart(params: Params, corpus_dir: Path, out_dir: Path, reports_dir
         with atomic_dir(Path(reports_dir) / VAL_HYPS) as tmp:  # no validations: an empty curve
             write_json(tmp / "index.json", {"model": "warmstart", "warmstart_steps": 0, "steps": []})
         write_json(Path(reports_dir) / "metrics.json", {"model": "warmstart", "steps": 0})
+        publish_curves(Path(out_dir) / "no-curve.csv", Path(reports_dir))  # the curve files, header only
         return {"steps": 0}
     vocab = load_vocab(corpus_dir)
     languages = corpus_languages(corpus_dir)
