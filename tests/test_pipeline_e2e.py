@@ -9,6 +9,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -140,7 +141,9 @@ def test_a_bad_setting_stops_dvc_repro_before_any_output_is_touched(pipeline_run
     outputs = {p: (repo / p).read_bytes() for p in ("models/warmstart/model.safetensors",
                                                      "reports/train/warmstart/metrics.json")}
     try:
-        params.write_text(text.replace("  max_steps: 1000", "  max_steps: -5"))
+        bad, changed = re.subn(r"(?m)^(train:\n(?:  .*\n|\s*\n)*?)  max_steps: \d+", r"\1  max_steps: -5", text)
+        assert changed == 1, "params.yaml: no train.max_steps line to break"
+        params.write_text(bad)
         proc = subprocess.run([sys.executable, "-m", "dvc", "repro"], cwd=repo, capture_output=True, text=True,
                               env=dvc_env())
         assert proc.returncode != 0
