@@ -24,13 +24,12 @@ interrupted study continues where it stopped and variants that share dense reuse
 
 The variants file pins what it was made at: its top-level `base:` ({dotted key: value}) applies under
 every variant's own `set:`, so a study keeps its settings when params.yaml's defaults move on. A variant
-with `from_run: <folder>` trains nothing: it measures the pipeline's own run in that workspace (its
-`models/`, `reports/train/`, `reports/evaluate/` and `data/corpus/`, as `dvc repro` or `dvc pull` leave
-them), whose settings must be the variant's.
+with `from_run: <folder>` (relative to the repository) trains nothing: it measures the pipeline's own run
+in that workspace (its `models/`, `reports/train/`, `reports/evaluate/` and `data/corpus/`, as `dvc repro`
+or `dvc pull` leave them), whose stages must have run with the variant's settings (`dvc.lock`).
 
-`table.md` also gives the frontier: every variant's training budget (the three models' training minutes,
-a shared warm start counted once, at the variant's own step times) beside its gains, and which variants
-no cheaper variant beats.
+`table.md` also gives the frontier: each MoE's gain beside what its comparison cost to train (the warm
+start, dense and that MoE, at the variant's own step times), and which gains no cheaper variant beats.
 
 Writes `results.json`, `table.md` and `regime.png` beside the variants file (or in `--out`). Needs
 `data/raw` (`dvc repro fetch`). Train one study at a time on a machine: the step times are measured.
@@ -78,9 +77,15 @@ def variant_params(base: dict, overrides: dict, where: str) -> Params:
     tree = OmegaConf.create(base)
     for key, value in overrides.items():
         if OmegaConf.select(tree, key, default="<missing>") == "<missing>":
-            raise PipelineError(f"{where}: set: {key}: no such key in params.yaml")
+            raise PipelineError(f"{where}: {key}: no such key in params.yaml")
         OmegaConf.update(tree, key, value, merge=False)
     return params_from_dict(OmegaConf.to_container(tree), source=where)
+
+
+def variant_settings(base: dict, pinned: dict, variant: dict, where: str) -> Params:
+    """A variant's settings: params.yaml, then the file's `base:`, then the variant's own `set:`."""
+    variant_params(base, pinned, f"{where}: base")  # a bad pinned key is named as the base's
+    return variant_params(base, {**pinned, **(variant.get("set") or {})}, f"{where}: {variant['name']}: set")
 
 
 class Study:
@@ -159,31 +164,33 @@ class Study:
 class RunStudy(Study):
     """A pipeline workspace measured as a variant: the stages' outputs, where `dvc repro` writes them.
 
-    Nothing is trained or translated here: a missing output is an error naming it, and the run's recorded
-    settings (`reports/params.yaml`, written by the config stage) must equal the variant's for every
-    section the measured products depend on, so a row cannot carry another recipe's figures."""
-
-    SECTIONS = ("data", "model", "models", "train", "evaluate")
+    Nothing is trained or translated here: a missing output is an error naming it, and the settings each
+    stage ran with, as `dvc.lock` records them (not `reports/params.yaml`, which the config stage rewrites
+    at the start of every `dvc repro`, finished or not), must be the variant's, so a row cannot carry
+    another recipe's figures."""
 
     def __init__(self, workspace: Path):
         super().__init__(workspace, workspace / "data" / "raw")
 
-    def check_settings(self, p: Params) -> None:
-        recorded = self.work / "reports" / "params.yaml"
-        if not recorded.exists():
-            raise PipelineError(f"{recorded}: missing (is {self.work} a pipeline workspace after `dvc repro`?)")
-        run = to_dict(load_params(recorded))
-        want = to_dict(p)
-        for section in self.SECTIONS:
-            if section == "train":
-                same = self.train_settings_of(run) == self.train_settings_of(want)
-            else:
-                same = run[section] == want[section]
-            if not same:
-                raise PipelineError(f"{recorded}: {section}: the run's settings differ from the variant's")
+    def check_settings(self, p: Params, models: list[str]) -> None:
+        import yaml
 
-    def train_settings_of(self, tree: dict) -> dict:
-        return {k: v for k, v in tree["train"].items() if k not in OBSERVE_ONLY}
+        lock = self.work / "dvc.lock"
+        if not lock.exists():
+            raise PipelineError(f"{lock}: missing (is {self.work} a pipeline workspace after `dvc repro`?)")
+        stages = (yaml.safe_load(lock.read_text()) or {}).get("stages") or {}
+        want = to_dict(p)
+        for stage in ["prepare", *(f"{kind}@{m}" for m in models for kind in ("train", "evaluate"))]:
+            recorded = ((stages.get(stage) or {}).get("params") or {}).get("reports/params.yaml")
+            if not recorded:
+                raise PipelineError(f"{lock}: {stage}: no settings recorded (run `dvc repro`)")
+            for key, value in recorded.items():
+                ours = lookup(want, key)
+                if key == "train":  # observation settings change no weights (OBSERVE_ONLY)
+                    value, ours = ({k: v for k, v in (x or {}).items() if k not in OBSERVE_ONLY}
+                                   for x in (value, ours))
+                if value != ours:
+                    raise PipelineError(f"{lock}: {stage}: {key}: the run's settings differ from the variant's")
 
     def _output(self, path: Path) -> Path:
         if not path.exists():
@@ -206,6 +213,13 @@ class RunStudy(Study):
         out = self._output(self.work / "reports" / "evaluate" / name / "metrics.json").parent
         check_evaluation(out, p.evaluate)
         return out
+
+
+def lookup(tree: dict, dotted: str):
+    """tree["a"]["b"] for "a.b"; None where a part is missing."""
+    for part in dotted.split("."):
+        tree = tree.get(part) if isinstance(tree, dict) else None
+    return tree
 
 
 def check_evaluation(out: Path, cfg) -> None:
@@ -383,33 +397,37 @@ def table(results: list[dict]) -> str:
     return head + "\n" + "\n".join(rows) + "\n"
 
 
-def training_minutes(models: dict) -> float:
-    """The variant's training budget: every model's steps at its own s/step, a shared warm start once."""
-    dense = models["dense"]
+def training_minutes(models: dict, moe: str) -> float:
+    """What one MoE's comparison cost to train: the warm start (if any), dense and that MoE, each at its own
+    s/step. Per MoE, so that a variant that ran only some of the models is charged as a full one."""
+    dense, row = models["dense"], models[moe]
     warm = dense["warmstart_steps"] * dense["seconds_per_step"]
-    return (warm + sum(row["steps"] * row["seconds_per_step"] for row in models.values())) / 60
+    return (warm + dense["steps"] * dense["seconds_per_step"] + row["steps"] * row["seconds_per_step"]) / 60
 
 
 def frontier(results: list[dict]) -> str:
-    """Variants by training budget; a gain is on the frontier when no variant of smaller or equal budget
-    has a larger one (point estimates), i.e. it is the best gain measured at that budget."""
-    rows = sorted((r for r in results if "dense" in r["models"]), key=lambda r: training_minutes(r["models"]))
-    best = {moe: float("-inf") for moe in MOES}
-    lines = ["| variant | training minutes (models run) | token_moe gain [95% CI] | best at this budget | "
-             "task_moe gain [95% CI] | best at this budget |", "|" + "---|" * 6]
-    for r in rows:
-        m = r["models"]
+    """Each MoE's gain beside its training budget; "yes" when the gain is positive and no variant of
+    smaller or equal budget has a larger one (point estimates): the best gain measured at that budget."""
+    rows = [r for r in results if "dense" in r["models"]]
+    budget = {(id(r), moe): training_minutes(r["models"], moe) for r in rows for moe in MOES if moe in r["models"]}
+
+    def best(r: dict, moe: str) -> bool:
+        gain = r["models"][moe]["gain_vs_dense"]["diff"]
+        cheaper = [o["models"][moe]["gain_vs_dense"]["diff"] for o in rows
+                   if (id(o), moe) in budget and budget[id(o), moe] <= budget[id(r), moe]]
+        return gain > 0 and gain >= max(cheaper)
+
+    lines = ["| variant | token_moe: training minutes | gain [95% CI] | best at this budget | "
+             "task_moe: training minutes | gain [95% CI] | best at this budget |", "|" + "---|" * 7]
+    for r in sorted(rows, key=lambda r: min(v for (i, _), v in budget.items() if i == id(r))):
         cells = []
         for moe in MOES:
-            if moe not in m:
-                cells += ["–", "–"]
+            if (id(r), moe) not in budget:
+                cells += ["–", "–", "–"]
                 continue
-            gain = m[moe]["gain_vs_dense"]
-            top = gain["diff"] > best[moe]
-            best[moe] = max(best[moe], gain["diff"])
-            cells += [fmt_ci(gain), "yes" if top else "no"]
-        ran = ", ".join(k.replace("_moe", "") for k in m)
-        lines.append(f"| {r['name']} | {training_minutes(m):.0f} ({ran}) | " + " | ".join(cells) + " |")
+            cells += [f"{budget[id(r), moe]:.0f}", fmt_ci(r["models"][moe]["gain_vs_dense"]),
+                      "yes" if best(r, moe) else "no"]
+        lines.append(f"| {r['name']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -419,7 +437,7 @@ def plot(results: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig, axes = plt.subplots(1, 2, figsize=(14, 5))
     for ax, key, label in ((axes[0], "gain_vs_dense", "test BLEU gain over dense"),
                            (axes[1], "loss_lead", "validation-loss lead over dense (nats/token)")):
         for offset, (moe, marker) in enumerate(zip(MOES, ("o", "s"))):
@@ -436,12 +454,13 @@ def plot(results: list[dict], path: Path) -> None:
                 ys.append(g["diff"])
                 lo.append(g["diff"] - g["low"])
                 hi.append(g["high"] - g["diff"])
-                names.append(r["name"])
+                names.append(r["name"].replace("(regime-20", "("))  # "(26-12-03)": the study's date, short
             ax.errorbar(xs, ys, yerr=[lo, hi], fmt=marker, capsize=3, label=moe)
             for x, y, n in zip(xs, ys, names):
                 ax.annotate(n, (x, y), textcoords="offset points", xytext=(4, 4 - 10 * offset), fontsize=7)
         ax.axhline(0, color="grey", lw=0.8)
         ax.set_xlabel("training minutes per model (warm start included), on its study's machine")
+        ax.margins(x=0.25)
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
         ax.legend()
@@ -494,14 +513,19 @@ def main() -> int:
         earlier = beside_rows(args.beside)
         os.chdir(study.work)  # training's resume folders (.resume/<run>) go under the work folder
         for v in variants:
-            where = f"{args.variants}: {v['name']}"
-            p = variant_params(base, {**pinned, **(v.get("set") or {})}, where)
+            p = variant_settings(base, pinned, v, str(args.variants))
             models = v.get("models", ["dense", *MOES])
             selected = args.only is None or v["name"] in args.only
             if v.get("from_run"):
                 source = RunStudy((ROOT / v["from_run"]).resolve())
-                source.check_settings(p)
-                done = True
+                try:
+                    source.check_settings(p, models)
+                    done = True
+                except PipelineError as exc:
+                    if selected and not args.summarize:
+                        raise
+                    log.info("%s: skipped: %s", v["name"], exc)
+                    continue
             else:
                 source = study
                 done = all((study.work / "evaluate" / f"{m}-{study.model_key(p, m)}" / "metrics.json").exists()
@@ -522,8 +546,10 @@ def main() -> int:
             write_json(out_dir / "results.json", {"base": str(args.params.name), "variants": results,
                                                   "machine": machine(), "beside": earlier})
             (out_dir / "table.md").write_text(table(earlier + results) + "\n## Frontier\n\n"
-                                              "Training minutes are each variant's own machine's (rows of "
-                                              "other studies: theirs).\n\n" + frontier(earlier + results))
+                                              "Training minutes: the warm start (if any), dense and that MoE, "
+                                              "at each variant's own s/step on its own machine (rows of other "
+                                              "studies: theirs). \"Best\" compares point estimates, not "
+                                              "intervals.\n\n" + frontier(earlier + results))
             plot(earlier + results, out_dir / "regime.png")
         print(table(earlier + results))
     except PipelineError as exc:

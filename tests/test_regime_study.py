@@ -129,45 +129,117 @@ def test_earlier_results_come_beside_under_their_folder_name(study, tmp_path):
             study.beside_rows([bad])
 
 
+def _variant(study, name, steps, warm, token, task, models=("dense", *("token_moe", "task_moe"))):
+    rows = {m: {**_row(), "steps": steps, "warmstart_steps": warm, "seconds_per_step": 0.6} for m in models}
+    for moe, gain in (("token_moe", token), ("task_moe", task)):
+        if moe in rows:
+            rows[moe]["gain_vs_dense"] = {"diff": gain, "low": gain - 0.1, "high": gain + 0.1}
+    return {"name": name, "what": "", "models": rows}
+
+
+def _frontier_cells(study, variants) -> dict:
+    lines = study.frontier(variants).strip().splitlines()[2:]
+    return {c[0]: c[1:] for c in ([x.strip() for x in line.strip("|").split("|")] for line in lines)}
+
+
 def test_the_frontier_keeps_the_best_gain_at_each_budget(study):
-    """Rows come cheapest first; a gain is on the frontier only when no cheaper variant has a larger one,
-    and a warm start shared by the three models counts once in the budget."""
-    def variant(name, steps, warm, token, task):
-        rows = {m: {**_row(), "steps": steps, "warmstart_steps": warm, "seconds_per_step": 0.6} for m in
-                ("dense", *study.MOES)}
-        rows["token_moe"]["gain_vs_dense"] = {"diff": token, "low": token - 0.1, "high": token + 0.1}
-        rows["task_moe"]["gain_vs_dense"] = {"diff": task, "low": task - 0.1, "high": task + 0.1}
-        return {"name": name, "what": "", "models": rows}
-
-    upcycled = variant("upcycled", 1000, 1500, 0.4, 0.4)  # (1500 + 3 x 1000) x 0.6 s = 45 min
-    scratch = variant("scratch", 2500, 0, 0.1, 1.5)  # 3 x 2500 x 0.6 s = 75 min
-    short = variant("short", 1500, 0, 0.0, 1.2)  # 45 min too, listed after upcycled (stable order)
-    assert study.training_minutes(upcycled["models"]) == pytest.approx(45)
-    assert study.training_minutes(scratch["models"]) == pytest.approx(75)
-    lines = study.frontier([scratch, upcycled, short]).strip().splitlines()[2:]
-    cells = [[c.strip() for c in line.strip("|").split("|")] for line in lines]
-    assert [c[0] for c in cells] == ["upcycled", "short", "scratch"]
-    assert [c[3] for c in cells] == ["yes", "no", "no"]  # the teacher's best stays the cheapest one's
-    assert [c[5] for c in cells] == ["yes", "yes", "yes"]
-    assert cells[2][1] == "75 (dense, token, task)"
+    """A gain is "best at this budget" only when it is positive and no variant costing as much or less has a
+    larger one, whatever the order the variants come in; a shared warm start counts in every budget."""
+    upcycled = _variant(study, "upcycled", 1000, 1500, 0.4, 0.4)  # (1500 + 2 x 1000) x 0.6 s = 35 min
+    short = _variant(study, "short", 1250, 0, 0.0, 1.2)  # 2 x 1250 x 0.6 s = 25 min
+    tie = _variant(study, "tie", 1750, 0, 0.3, 0.4)  # 35 min, as upcycled
+    scratch = _variant(study, "scratch", 2500, 0, 0.1, 1.5)  # 50 min
+    assert study.training_minutes(upcycled["models"], "token_moe") == pytest.approx(35)
+    for order in ([scratch, upcycled, tie, short], [short, tie, upcycled, scratch]):
+        cells = _frontier_cells(study, order)
+        assert list(cells) == ["short", "upcycled", "tie", "scratch"] or list(cells) == ["short", "tie", "upcycled", "scratch"]
+        assert cells["scratch"][0] == "50"
+        # token_moe: short's 0.0 is no gain; upcycled's 0.4 beats tie's 0.3 at the same budget
+        assert {n: c[2] for n, c in cells.items()} == {"short": "no", "upcycled": "yes", "tie": "no", "scratch": "no"}
+        # task_moe: short's 1.2 is cheapest; the 0.4s at 35 min do not beat it; scratch's 1.5 does
+        assert {n: c[5] for n, c in cells.items()} == {"short": "yes", "upcycled": "no", "tie": "no", "scratch": "yes"}
 
 
-def test_a_study_pins_its_base_settings_and_a_run_must_match_them(study, base, tmp_path):
-    """`base:` applies under every variant's `set:`; a `from_run` workspace whose recorded settings differ
-    from the variant's, or that lacks an output, is refused with the file it read."""
-    from omegaconf import OmegaConf
+def test_a_variant_that_ran_fewer_models_is_charged_like_a_full_one(study):
+    """A [dense, token_moe] variant's token_moe budget is dense + token_moe, as in a full variant: leaving
+    task_moe out does not make its teacher look cheaper."""
+    full = _variant(study, "full", 1500, 0, 0.5, 2.0)
+    part = _variant(study, "part", 1500, 0, 0.6, 0.0, models=("dense", "token_moe"))
+    cells = _frontier_cells(study, [full, part])
+    assert cells["full"][0] == cells["part"][0] == "30"
+    assert cells["part"][3:] == ["–", "–", "–"] and cells["part"][2] == "yes" and cells["full"][2] == "no"
 
+
+def _workspace(tmp_path, base, models=("dense", "token_moe")):
+    """A pipeline workspace as `dvc repro` leaves it: dvc.lock with each stage's settings, and outputs."""
+    import yaml
+
+    def pick(key):
+        node = base
+        for part in key.split("."):
+            node = node[part]
+        return node
+
+    stages = {"prepare": ["data"]}
+    for m in models:
+        stages[f"train@{m}"] = ["model", f"models.{m}", "train"]
+        stages[f"evaluate@{m}"] = ["evaluate.decode", "evaluate.max_sentences", "data.high_resource"]
+    lock = {"schema": "2.0", "stages": {s: {"params": {"reports/params.yaml": {k: pick(k) for k in keys}}}
+                                        for s, keys in stages.items()}}
+    (tmp_path / "dvc.lock").write_text(yaml.safe_dump(lock))
+    for m in models:
+        (tmp_path / "models" / m).mkdir(parents=True)
+        (tmp_path / "reports" / "train" / m).mkdir(parents=True)
+    return tmp_path
+
+
+@pytest.mark.parametrize("key, value", [("data.test_size", 1000), ("model.num_experts", 16),
+                                        ("train.max_steps", 999), ("models.token_moe.decoder_routing", "target"),
+                                        ("evaluate.decode.beam_size", 1)])
+def test_a_run_whose_stages_ran_with_other_settings_is_refused(study, base, tmp_path, key, value):
+    """`from_run`: every setting a measured stage ran with (dvc.lock) must be the variant's; the error
+    names the lock file, the stage and the key."""
     from pipeline.errors import PipelineError
 
-    pinned = study.variant_params(base, {"data.test_size": 1000, "train.warmstart_steps": 1500}, "test")
-    assert pinned.data.test_size == 1000 and pinned.train.warmstart_steps == 1500
-    run = study.RunStudy(tmp_path)
-    with pytest.raises(PipelineError, match="reports/params.yaml: missing"):
-        run.check_settings(pinned)
-    (tmp_path / "reports").mkdir()
-    OmegaConf.save(OmegaConf.create(base), tmp_path / "reports" / "params.yaml")
-    with pytest.raises(PipelineError, match="params.yaml: data: the run's settings differ"):
-        run.check_settings(pinned)
-    run.check_settings(study.variant_params(base, {"train.val_every": 10}, "test"))  # observation only
-    with pytest.raises(PipelineError, match="models/dense: missing from the run"):
-        run.model(pinned, "dense")
+    run = study.RunStudy(_workspace(tmp_path, base))
+    same = study.variant_params(base, {}, "test")
+    run.check_settings(same, ["dense", "token_moe"])
+    run.check_settings(study.variant_params(base, {"train.val_every": 10}, "test"), ["dense", "token_moe"])
+    section = key.split(".")[0] if not key.startswith("models.") else "models.token_moe"
+    if key.startswith("evaluate."):
+        section = ".".join(key.split(".")[:2])
+    with pytest.raises(PipelineError, match=rf"dvc.lock: \w+(@\w+)?: {section}: the run's settings differ"):
+        run.check_settings(study.variant_params(base, {key: value}, "test"), ["dense", "token_moe"])
+
+
+def test_a_run_is_read_where_the_stages_write(study, base, tmp_path):
+    """The workspace's folders stand in for the study's own; a missing stage or output is named."""
+    from pipeline.errors import PipelineError
+
+    run = study.RunStudy(_workspace(tmp_path, base))
+    p = study.variant_params(base, {}, "test")
+    assert run.model(p, "dense") == tmp_path / "models" / "dense"
+    assert run.reports(run.model(p, "token_moe")) == tmp_path / "reports" / "train" / "token_moe"
+    with pytest.raises(PipelineError, match="models/task_moe: missing from the run"):
+        run.model(p, "task_moe")
+    with pytest.raises(PipelineError, match="dvc.lock: train@task_moe: no settings recorded"):
+        run.check_settings(p, ["dense", "task_moe"])
+    with pytest.raises(PipelineError, match="metrics.json: missing from the run"):
+        run.evaluation(p, "dense")
+    (tmp_path / "dvc.lock").unlink()
+    with pytest.raises(PipelineError, match="dvc.lock: missing"):
+        run.check_settings(p, ["dense"])
+
+
+def test_a_pinned_base_applies_under_every_variant_and_its_own_set_wins(study, base):
+    """`base:` keeps a study's settings when params.yaml's defaults move; a variant's `set:` overrides it;
+    a bad key is named with where it was written."""
+    from pipeline.errors import PipelineError
+
+    pinned = {"data.test_size": 1000, "train.warmstart_steps": 1500, "train.max_steps": 1000}
+    p = study.variant_settings(base, pinned, {"name": "v", "set": {"train.max_steps": 2500}}, "f.yaml")
+    assert (p.data.test_size, p.train.warmstart_steps, p.train.max_steps) == (1000, 1500, 2500)
+    with pytest.raises(PipelineError, match=r"f.yaml: base: train.nope: no such key"):
+        study.variant_settings(base, {"train.nope": 1}, {"name": "v"}, "f.yaml")
+    with pytest.raises(PipelineError, match=r"f.yaml: v: set: model.nope: no such key"):
+        study.variant_settings(base, {}, {"name": "v", "set": {"model.nope": 1}}, "f.yaml")

@@ -100,7 +100,7 @@ def test_warm_start_upcycles_and_continues_the_schedule(params, tiny_corpus, tmp
     assert torch.allclose(moe(*batch).logits, dense(*batch).logits, atol=1e-5)
 
 
-def test_no_warm_start_writes_a_marker_only(params, tiny_corpus, tmp_path):
+def test_no_warm_start_leaves_only_a_marker_in_the_model_folder(params, tiny_corpus, tmp_path):
     params.train.warmstart_steps = 0
     api.train_warmstart(params, tiny_corpus, tmp_path / "warm", tmp_path / "warm_r")
     assert sorted(p.name for p in (tmp_path / "warm").iterdir()) == ["warmstart.json"]
