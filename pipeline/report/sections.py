@@ -59,7 +59,13 @@ def answer_section(inputs: Inputs, verdicts: list[Verdict], sentence: str) -> st
             grouped.setdefault(v.why, []).append(v.question.rstrip("?"))
     reasons = [f"- {' / '.join(questions)}: {why}" for why, questions in grouped.items()]
     seeds = (inputs.compare.get("across_seeds") or {}).get("seeds")
-    if seeds:
+    if seeds and inputs.compare["across_seeds"].get("fractions"):
+        covers = (f"The gains, the fractions and the student-against-control row rest on {len(seeds)} training "
+                  f"seeds ({', '.join(map(str, seeds))}): a {inputs.confidence:.0%} Student's t interval over "
+                  "the per-seed differences, and for a fraction over every seed's share, each from its own "
+                  "seed's models (the section Across training seeds lists them; the main seed's own "
+                  "fractions, resampling test sentences, are in the section on gains).")
+    elif seeds:
         covers = (f"The gains and the student-against-control row rest on {len(seeds)} training seeds "
                   f"({', '.join(map(str, seeds))}): a {inputs.confidence:.0%} Student's t interval over the "
                   "per-seed differences. The fractions rest on the main seed's models, resampling test "
@@ -200,7 +206,22 @@ def seeds_section(inputs: Inputs) -> str:
             words = _seed_words(seeds, kind, m, f"{m} against {reference}", conf, _control_verdicts(m, reference))
         if words:
             out.append(f"\n- {words}")
+    for f in (seeds.get("fractions") or {}).values():
+        out.append("\n- " + _seed_fraction_words(f, seeds["seeds"], conf))
     return "\n".join(out)
+
+
+def _seed_fraction_words(f: dict, seeds: list, conf: str) -> str:
+    """One sentence: a fraction over training seeds (compare.json `across_seeds.fractions`)."""
+    what = f"{f['approach']}'s share of {f['reference']}'s gain"
+    gains = ", ".join(f"{a:+.2f} / {r:+.2f}" for a, r in zip(f["approach_gains"], f["reference_gains"]))
+    text = f"Over {len(seeds)} training seeds ({', '.join(map(str, seeds))}) {what} is, seed by seed, {gains} BLEU"
+    if f["per_seed"] is not None:
+        text += (" = " + ", ".join(f"{100 * x:.0f}%" for x in f["per_seed"])
+                 + f"; mean {100 * f['mean']:.0f}%, {conf} t-interval over seeds "
+                 f"[{100 * f['seed_low']:.0f}%, {100 * f['seed_high']:.0f}%]")
+    status = {"ok": "defined", "not_informative": "not informative", "undefined": "undefined"}[f["status"]]
+    return text + f": {status}" + (f" ({f['reason']})." if f.get("reason") else ".")
 
 
 def gains_section(inputs: Inputs) -> str:

@@ -10,6 +10,8 @@ Rules (docs/design.md §3, §6):
   t-interval over seeds and needs the sentence interval of the mean above 0 too;
 - a fraction keeps compare's status: `ok`, `not_informative` (reference gain under
   `compare.min_reference_gain`, or interval wider than `compare.max_fraction_ci_points`) or `undefined`;
+  with extra training seeds it rests on compare's fraction over seeds (mean of every seed's share, the
+  t-interval over seeds, the same status rules applied to every seed);
   the student's is flagged "confounded by extra training" when its equal-steps control beats it;
 - a model whose test translations are degenerate (mostly empty, or one line repeated) gives "no result"
   in every row it enters;
@@ -130,7 +132,9 @@ def fraction_verdict(inputs: Inputs, reference_label: str, key: str, question: s
              f"{100 * paper_value:.1f}% (from the paper's Table 2)")
     frac = inputs.avg("fractions", f"{roles.student}_vs_{reference_label}")
     reference = roles.references[reference_label]
-    covers = _covers(inputs, False)
+    over = ((inputs.compare.get("across_seeds") or {}).get("fractions") or {}).get(
+        f"{roles.student}_vs_{reference_label}")
+    covers = _covers(inputs, bool(over))
     broken = next((inputs.degenerate(m) for m in (roles.student, reference, roles.baseline)
                    if inputs.degenerate(m)), None)
     if broken:
@@ -140,9 +144,12 @@ def fraction_verdict(inputs: Inputs, reference_label: str, key: str, question: s
                        f"{roles.student} or {reference} was not evaluated")
     status = frac.get("status") or ("ok" if frac.get("value") is not None else "undefined")
     why = frac.get("reason") or frac.get("undefined")
+    value, low, high = frac.get("value"), frac.get("low"), frac.get("high")
+    if over:  # extra seeds: each seed's share from its own models, Student's t over them
+        status, why = over["status"], over["reason"]
+        value, low, high = over["mean"], over["seed_low"], over["seed_high"]
     if status == "undefined":
         return Verdict(key, question, paper, None, None, None, "%", "undefined", None, covers, why)
-    value, low, high = frac["value"], frac["low"], frac["high"]
     if status == "not_informative":
         verdict, holds = "not informative", None
     elif low <= paper_value <= high:
@@ -276,8 +283,10 @@ def answer(verdicts: list[Verdict], inputs: Inputs) -> str:
     text = (f"Distillation keeps {best.cell()} of the {'task-MoE' if best.key.endswith('task_moe') else 'teacher'}'s "
             f"gain ({best.verdict}), while {sub}")
     control = v["student_vs_control"]
-    if control.holds is False and control.value is not None and control.value < 0 and control.verdict.startswith("no"):
-        text += f"; and {roles.control}, trained as long without the teacher, beats the student ({control.cell()} BLEU)"
+    if control.holds is False and control.value is not None and control.value < 0 and control.verdict.startswith("no:"):
+        covered = "" if control.covers == best.covers else f", {control.covers}"
+        text += (f"; and {roles.control}, trained as long without the teacher, beats the student "
+                 f"({control.cell()} BLEU{covered})")
     return text + f" ({best.covers})."
 
 

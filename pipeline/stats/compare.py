@@ -27,7 +27,9 @@ the task-MoE, ...) come from `pipeline.roles.Roles`. How the numbers are compute
   its own dense and its student against its own dense_long (same resampled sentences for every seed) and,
   over seeds, each difference's mean with two intervals: the sentence bootstrap of the mean (the test
   set's uncertainty, models held fixed) and Student's t over the per-seed differences (how much
-  retraining moves them; defined from two seeds on, wide with few).
+  retraining moves them; defined from two seeds on, wide with few). Its `fractions` are each fraction
+  over seeds (`fractions_over_seeds`): every seed's share from its own gains, and Student's t over them,
+  with the status rules above applied to every seed's reference gain and to the t-interval.
 """
 
 from __future__ import annotations
@@ -182,6 +184,50 @@ def across_seeds(bs: Bootstrap, main_seed: int, extra: Sequence[int], models: Se
             "interval_over_sentences": "paired bootstrap of the mean difference, the same sentences for every seed"}
 
 
+def fractions_over_seeds(across: dict, roles: Roles, cfg: CompareConfig) -> dict:
+    """Each fraction of `compare_systems`, seed by seed, from `across` (an `across_seeds` result): every
+    seed's (approach − dense) / (reference − dense) from its own models, their mean and Student's t
+    interval over seeds. `status` as for one run: `undefined` when the reference's gain is not
+    significantly above 0 in some seed, `not_informative` when it is under `compare.min_reference_gain`
+    in some seed or the t-interval is wider than `compare.max_fraction_ci_points`, else `ok`. A seed's own
+    share has no interval here: the t-interval is the spread retraining gives."""
+    seeds, baseline, out = across["seeds"], roles.baseline, {}
+    for approach in (a for a in roles.approaches if a in across["gains"]):
+        for label, reference in roles.references.items():
+            if reference not in across["gains"]:
+                continue
+            gains = [across["per_seed"][str(s)]["gains"] for s in seeds]
+            ref = [g[reference]["diff"] for g in gains]
+            entry = {"approach": approach, "reference": reference, "reference_label": label,
+                     "reference_gains": ref, "approach_gains": [g[approach]["diff"] for g in gains],
+                     "per_seed": None, "mean": None, "seed_low": None, "seed_high": None,
+                     "status": "undefined", "reason": None}
+            weak = [str(s) for s, g in zip(seeds, gains)
+                    if not (g[reference]["significant"] and g[reference]["diff"] > 0)]
+            if weak:
+                entry["reason"] = (f"{reference} does not beat {baseline} significantly in seed "
+                                   f"{', '.join(weak)} ({', '.join(f'{r:+.2f}' for r in ref)} BLEU by seed)")
+                out[f"{approach}_vs_{label}"] = entry
+                continue
+            shares = [a / r for a, r in zip(entry["approach_gains"], ref)]
+            mean, sd = float(np.mean(shares)), float(np.std(shares, ddof=1))
+            half = t_quantile(cfg.confidence, len(shares) - 1) * sd / math.sqrt(len(shares))
+            entry.update(per_seed=shares, mean=mean, seed_low=mean - half, seed_high=mean + half, status="ok")
+            small = [str(s) for s, r in zip(seeds, ref) if r < cfg.min_reference_gain]
+            if small:
+                entry.update(status="not_informative",
+                             reason=f"{reference}'s gain over {baseline} is below "
+                                    f"compare.min_reference_gain ({cfg.min_reference_gain:g}) in seed "
+                                    f"{', '.join(small)}")
+            elif 2 * half * 100 > cfg.max_fraction_ci_points:
+                entry.update(status="not_informative",
+                             reason=f"its {cfg.confidence:.0%} t-interval over {len(seeds)} seeds is "
+                                    f"{2 * half * 100:.0f} percentage points wide, more than "
+                                    f"compare.max_fraction_ci_points ({cfg.max_fraction_ci_points:g})")
+            out[f"{approach}_vs_{label}"] = entry
+    return out
+
+
 def seed_differences(across: dict) -> list[tuple[str, str, str]]:
     """(kind, model, reference) for every difference an `across_seeds` result summarises: each model's
     gain over the baseline ("gains"), then each approach against its control ("vs_control", absent from
@@ -263,6 +309,7 @@ def compare_systems(hyps: dict[str, dict[str, list[str]]], refs: dict[str, list[
     if seed_hyps:
         result["across_seeds"] = across_seeds(bs, main_seed, sorted(seed_hyps), seed_models, directions,
                                               conf, roles)
+        result["across_seeds"]["fractions"] = fractions_over_seeds(result["across_seeds"], roles, cfg)
     return {"setup": setup, **result, "paper": PAPER}
 
 

@@ -105,6 +105,49 @@ def test_with_extra_seeds_the_gains_rest_on_the_interval_over_seeds():
     assert v["fraction_vs_task_moe"].covers.endswith("one training run")  # fractions: the main seed's
 
 
+def test_with_extra_seeds_the_fractions_rest_on_every_seeds_share():
+    """compare's fractions over seeds replace the main seed's: the student kept 66%, 9% and 25% of the
+    task-MoE's gain on three seeds (the default run's seeds), which one run's 59%-74% does not cover."""
+    over = {"seeds": [1, 2, 3], "gains": {}, "vs_control": {}, "fractions": {
+        "student_vs_task_moe": {"mean": 0.33, "seed_low": -0.40, "seed_high": 1.06, "per_seed": [0.66, 0.09, 0.25],
+                                "status": "not_informative", "reason": "its 95% t-interval over 3 seeds is 146 "
+                                "percentage points wide, more than compare.max_fraction_ci_points (100)"},
+        "student_vs_teacher": {"mean": None, "seed_low": None, "seed_high": None, "per_seed": None,
+                               "status": "undefined", "reason": "token_moe does not beat dense significantly in seed 2, 3"}}}
+    fractions = {"task_moe": frac(0.66, 0.59, 0.74), "teacher": frac(2.59, 2.11, 3.57, "not_informative", "wide")}
+    inputs = make(fractions=fractions, seeds=over, extract={"max_abs_logit_diff": 1e-6, "tolerance": 1e-4})
+    v = by_key(inputs)
+    task = v["fraction_vs_task_moe"]
+    assert (task.value, task.low, task.high) == (0.33, -0.40, 1.06) and task.verdict == "not informative"
+    assert task.covers == "95% t-interval over 3 training seeds" and "146 percentage points" in task.why
+    assert task.cell() == "33% [-40%, 106%]"
+    teacher = v["fraction_vs_teacher"]
+    assert teacher.verdict == "undefined" and teacher.value is None and "seed 2, 3" in teacher.why
+    text = answer(compute(inputs), inputs)
+    assert text.startswith("This run cannot say how much of the gain distillation keeps") and "66%" not in text
+    # a seed-less fraction entry (compare.json written before fractions over seeds): the main seed's
+    del over["fractions"]
+    assert by_key(make(fractions=fractions, seeds=over))["fraction_vs_task_moe"].cell() == "66% [59%, 74%]"
+
+
+def test_the_answer_says_the_control_wins_only_when_it_does():
+    """A control "not distinguishable" from the student (its verdict starts "not") is no win for the
+    control; a win over seeds names the interval it rests on, not the fraction's."""
+    extract = {"max_abs_logit_diff": 1e-6, "tolerance": 1e-4}
+    inputs = make(control=(-0.1, -0.3, 0.1), extract=extract)
+    assert by_key(inputs)["student_vs_control"].verdict == "not distinguishable from training as long"
+    assert "beats the student" not in answer(compute(inputs), inputs)
+    seeds = {"seeds": [1, 2, 3], "gains": {}, "vs_control": {"student": {
+        "mean": -1.12, "seed_low": -2.35, "seed_high": 0.11, "sentence_low": -1.23, "sentence_high": -1.01}}}
+    inputs = make(control=(-0.57, -0.74, -0.39), seeds=seeds, extract=extract)
+    assert "beats the student" not in answer(compute(inputs), inputs)  # significant in one run, not over seeds
+    seeds["vs_control"]["student"].update(seed_high=-0.2)
+    text = answer(compute(inputs), inputs)
+    assert ("dense_long, trained as long without the teacher, beats the student (-1.12 [-2.35, -0.20] BLEU, "
+            "95% t-interval over 3 training seeds)") in text
+    assert text.endswith("(95% paired bootstrap over test sentences only; one training run).")
+
+
 def test_a_model_with_degenerate_translations_has_no_result():
     evaluations = {"student": {"hypotheses": {"degenerate": "10,000 of 10,000 test translations are empty"}}}
     inputs = make(control=(0.1, -0.1, 0.3), evaluations=evaluations)

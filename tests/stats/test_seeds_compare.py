@@ -175,3 +175,41 @@ def test_stage_names_a_stale_seeds_output(evaluated, make_synthetic, capsys, cas
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1 and message in err
     assert not (evaluated / "compare.json").exists()
+
+
+def test_each_fraction_over_seeds_divides_each_seeds_own_gains(make_synthetic):
+    """Population BLEU is 100 q. The student's share of the task-MoE's gain is 10/30, 6/30 and 10/20 on
+    seeds 1, 2, 3; the teacher gains nothing on seed 2, so its share is undefined there and over seeds."""
+    shares = {1: {"dense": 0.3, "token_moe": 0.5, "task_moe": 0.6, "student": 0.4, "dense_long": 0.45},
+              2: {"dense": 0.3, "token_moe": 0.3, "task_moe": 0.6, "student": 0.36, "dense_long": 0.4},
+              3: {"dense": 0.3, "token_moe": 0.5, "task_moe": 0.5, "student": 0.4, "dense_long": 0.45}}
+    main, extra, refs, groups = seeded(make_synthetic, shares)
+    result = compare_systems(main, refs, groups, CFG, seed_hyps=extra, main_seed=1)
+    seeds = result["across_seeds"]
+    task = seeds["fractions"]["student_vs_task_moe"]
+    assert task["reference"] == "task_moe" and task["approach"] == "student"
+    gains = seeds["gains"]
+    assert task["reference_gains"] == gains["task_moe"]["per_seed"]  # each seed against its own dense
+    assert task["approach_gains"] == gains["student"]["per_seed"]
+    assert task["per_seed"] == pytest.approx([a / r for a, r in zip(gains["student"]["per_seed"],
+                                                                     gains["task_moe"]["per_seed"])])
+    assert task["per_seed"] == pytest.approx([1 / 3, 0.2, 0.5], abs=0.08)
+    half = t_quantile(0.95, 2) * np.std(task["per_seed"], ddof=1) / math.sqrt(3)
+    assert task["mean"] == pytest.approx(np.mean(task["per_seed"]))
+    assert (task["seed_low"], task["seed_high"]) == pytest.approx((task["mean"] - half, task["mean"] + half))
+    assert task["status"] == "ok" and task["reason"] is None
+    # the main seed's own fraction is the one-run comparison's, untouched
+    assert result["fractions"]["student_vs_task_moe"]["groups"]["avg"]["value"] == pytest.approx(task["per_seed"][0])
+    teacher = seeds["fractions"]["student_vs_teacher"]
+    assert teacher["status"] == "undefined" and teacher["mean"] is None and teacher["per_seed"] is None
+    assert "token_moe does not beat dense significantly in seed 2 " in teacher["reason"]
+    # the one-run rules apply over seeds: a reference gain under the minimum in any seed, or a t-interval
+    # wider than allowed, leaves the value but reads not informative
+    strict = CompareConfig(bootstrap_resamples=300, seed=7, min_reference_gain=25)
+    task = compare_systems(main, refs, groups, strict, seed_hyps=extra, main_seed=1)["across_seeds"]["fractions"]
+    assert task["student_vs_task_moe"]["status"] == "not_informative"
+    assert task["student_vs_task_moe"]["reason"].endswith("in seed 3")
+    narrow = CompareConfig(bootstrap_resamples=300, seed=7, max_fraction_ci_points=2 * 100 * half - 1)
+    task = compare_systems(main, refs, groups, narrow, seed_hyps=extra, main_seed=1)["across_seeds"]["fractions"]
+    assert task["student_vs_task_moe"]["status"] == "not_informative"
+    assert "t-interval over 3 seeds is" in task["student_vs_task_moe"]["reason"]
