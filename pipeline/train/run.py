@@ -357,6 +357,9 @@ def fit(job: TrainJob) -> dict:
     job.is_global_zero = trainer.is_global_zero
     if trainer.global_step % cfg.val_every:  # the last validation came before the last step
         trainer.validate(module, valid_loader, verbose=False)
+        # "last" is saved after each validation inside fit only: without this it would stay at the last
+        # validation's step, and a rerun of the finished run would train its last steps again
+        trainer.save_checkpoint(job.resume_dir / "last.ckpt")
     throughput = _job_throughput(module)
     if module.expert_parallel:  # every rank gets the whole model back (the kept weights, the outputs)
         from pipeline.model.expert_parallel import gather_experts

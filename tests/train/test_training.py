@@ -242,9 +242,11 @@ def test_validation_does_not_change_the_training_trajectory(params, tiny_corpus,
     assert all(torch.equal(weights[3][k], weights[12][k]) for k in weights[3])
 
 
-def test_rerunning_a_finished_run_republishes_its_weights_and_metrics(params, tiny_corpus, tmp_path):
-    """`dvc repro -f` of a finished training: the same weights and metrics, no zero-step run with NaN."""
-    params.train.max_steps = 10
+@pytest.mark.parametrize("max_steps", [10, 14])  # 14: the last validation in fit (step 10) is not the last step
+def test_rerunning_a_finished_run_republishes_its_weights_and_metrics(params, tiny_corpus, tmp_path, max_steps):
+    """`dvc repro -f` of a finished training: the same weights and metrics, no zero-step run with NaN, and
+    no step trained again (the seeds stage retrained a finished student's last 125 of 500 steps)."""
+    params.train.max_steps = max_steps
     first = api.train_model(params, "dense", tiny_corpus, tmp_path / "m", tmp_path / "r")
     weights = (tmp_path / "m" / "model.safetensors").read_bytes()
     for path in (tmp_path / "m", tmp_path / "r"):  # DVC removes a stage's outputs before it reruns it
@@ -255,7 +257,8 @@ def test_rerunning_a_finished_run_republishes_its_weights_and_metrics(params, ti
     assert again == first and again["tokens_per_second"] > 0 and again["val_loss"] == again["val_loss"]
     assert (tmp_path / "m" / "model.safetensors").read_bytes() == weights
     assert json.loads((tmp_path / "r" / "metrics.json").read_text()) == first
-    assert (tmp_path / "r" / "val_curve.csv").read_text().count("\n") == 2  # header and step 10
+    assert again["resumed_from_step"] == 0  # the first run's own record: nothing was resumed or retrained
+    assert (tmp_path / "r" / "val_curve.csv").read_text().count("\n") == (2 if max_steps == 10 else 3)
 
 
 def test_a_run_at_its_last_step_without_its_record_starts_over(params, tiny_corpus, tmp_path):
