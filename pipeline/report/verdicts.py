@@ -186,10 +186,15 @@ def control_verdict(inputs: Inputs) -> Verdict:
     if ahead:
         verdict, holds = "yes: the teacher adds to training as long", True
     elif behind:
-        verdict, holds = f"no: {roles.control} is better; the student's gain comes from extra steps", False
+        verdict, holds = control_better(roles), False
     else:
         verdict, holds = "not distinguishable from training as long", False
     return Verdict("student_vs_control", question, paper, value, low, high, "BLEU", verdict, holds, covers)
+
+
+def control_better(roles) -> str:
+    """The control verdict when the student's control beats it (the answer sentence then says so)."""
+    return f"no: {roles.control} is better; the student's gain comes from extra steps"
 
 
 def equivalence_verdict(inputs: Inputs) -> Verdict:
@@ -283,7 +288,7 @@ def answer(verdicts: list[Verdict], inputs: Inputs) -> str:
     text = (f"Distillation keeps {best.cell()} of the {'task-MoE' if best.key.endswith('task_moe') else 'teacher'}'s "
             f"gain ({best.verdict}), while {sub}")
     control = v["student_vs_control"]
-    if control.holds is False and control.value is not None and control.value < 0 and control.verdict.startswith("no:"):
+    if control.verdict == control_better(roles):
         covered = "" if control.covers == best.covers else f", {control.covers}"
         text += (f"; and {roles.control}, trained as long without the teacher, beats the student "
                  f"({control.cell()} BLEU{covered})")

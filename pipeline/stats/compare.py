@@ -119,11 +119,19 @@ def gain_fraction(bs: Bootstrap, approach: str, reference: str, baseline: str,
         out.update(status="not_informative",
                    reason=f"{reference}'s gain over {baseline}, {r - d:+.2f} BLEU, is below "
                           f"compare.min_reference_gain ({cfg.min_reference_gain:g})")
-    elif (high - low) * 100 > cfg.max_fraction_ci_points:
-        out.update(status="not_informative",
-                   reason=f"its {conf:.0%} interval is {(high - low) * 100:.0f} percentage points wide, more "
-                          f"than compare.max_fraction_ci_points ({cfg.max_fraction_ci_points:g})")
+    elif too_wide(low, high, cfg):
+        out.update(status="not_informative", reason=too_wide(low, high, cfg, f"its {conf:.0%} interval"))
     return out
+
+
+def too_wide(low: float, high: float, cfg: CompareConfig, what: str = "the interval") -> Optional[str]:
+    """Why a fraction's interval [low, high] is too wide to read (`compare.max_fraction_ci_points`), or
+    None when it is not."""
+    points = (high - low) * 100
+    if points <= cfg.max_fraction_ci_points:
+        return None
+    return (f"{what} is {points:.0f} percentage points wide, more than compare.max_fraction_ci_points "
+            f"({cfg.max_fraction_ci_points:g})")
 
 
 def confounded(approach: str, control: Optional[dict], versus: Optional[dict], baseline: str,
@@ -219,11 +227,9 @@ def fractions_over_seeds(across: dict, roles: Roles, cfg: CompareConfig) -> dict
                              reason=f"{reference}'s gain over {baseline} is below "
                                     f"compare.min_reference_gain ({cfg.min_reference_gain:g}) in seed "
                                     f"{', '.join(small)}")
-            elif 2 * half * 100 > cfg.max_fraction_ci_points:
-                entry.update(status="not_informative",
-                             reason=f"its {cfg.confidence:.0%} t-interval over {len(seeds)} seeds is "
-                                    f"{2 * half * 100:.0f} percentage points wide, more than "
-                                    f"compare.max_fraction_ci_points ({cfg.max_fraction_ci_points:g})")
+            elif too_wide(mean - half, mean + half, cfg):
+                entry.update(status="not_informative", reason=too_wide(
+                    mean - half, mean + half, cfg, f"its {cfg.confidence:.0%} t-interval over {len(seeds)} seeds"))
             out[f"{approach}_vs_{label}"] = entry
     return out
 
